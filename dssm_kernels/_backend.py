@@ -1,0 +1,111 @@
+"""Backend selection shared by every op.
+
+Rules (DESIGN.md): each op takes ``backend="auto" | "reference" | "triton" | "cpp"``; the environment
+variable ``DSSM_BACKEND`` overrides "auto" (read at call time). "auto" picks Triton for CUDA tensors
+and the fastest working path for CPU tensors (the reference until the C++ kernels exist; the Triton
+interpreter is correct but far slower). A backend named explicitly that cannot run raises
+RuntimeError with the reason: there is no silent fallback.
+
+Triton kernels are imported lazily, on first use, because ``triton.jit`` reads ``TRITON_INTERPRET``
+when a kernel is defined: setting it before the first Triton call is enough to run them on the CPU.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+import torch
+
+BACKENDS = ("auto", "reference", "triton", "cpp")
+_ENV = "DSSM_BACKEND"
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_import_error() -> str | None:
+    try:
+        import triton  # noqa: F401
+    except Exception as exc:  # any failure to import means the backend cannot run; say which
+        return f"triton cannot be imported ({type(exc).__name__}: {exc})"
+    return None
+
+
+def triton_interpreted() -> bool:
+    """Whether Triton kernels run under the interpreter (TRITON_INTERPRET=1 when they were defined)."""
+    if _triton_import_error() is not None:
+        return False
+    try:
+        from triton import knobs
+        return bool(knobs.runtime.interpret)
+    except ImportError:  # older triton: the env var itself
+        return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_unavailable_reason(device: torch.device) -> str | None:
+    """None if Triton kernels can run on tensors of `device`, else why not."""
+    err = _triton_import_error()
+    if err is not None:
+        return err
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu":
+        if triton_interpreted():
+            return None
+        return ("Triton kernels need CUDA tensors; for CPU tensors set TRITON_INTERPRET=1 before the "
+                "first Triton call (the interpreter is slow: for tests, not for speed)")
+    return f"Triton kernels do not run on device type {device.type!r}"
+
+
+@functools.lru_cache(maxsize=None)
+def cpp_unavailable_reason() -> str | None:
+    """None if the compiled extension dssm_kernels._C is importable, else why not."""
+    try:
+        importlib.import_module("dssm_kernels._C")
+    except ImportError as exc:
+        return ("the C++ extension dssm_kernels._C is not built (its CPU kernels are not written yet, "
+                f"or the build was skipped or failed at install time: {exc})")
+    return None
+
+
+def _cpp_op_reason(op: str) -> str | None:
+    reason = cpp_unavailable_reason()
+    if reason is not None:
+        return reason
+    return f"the C++ extension has no kernel for {op}"
+
+
+def resolve_backend(op: str, backend: str, device: torch.device, has_cpp: bool = False) -> str:
+    """The concrete backend ("reference" | "triton" | "cpp") to run `op` with on `device`.
+
+    `has_cpp` says whether `op` has a C++ implementation at all. Raises ValueError for an unknown
+    name and RuntimeError for an explicit backend that cannot run here.
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        env = os.environ.get(_ENV, "").strip()
+        if env and env != "auto":
+            if env not in BACKENDS:
+                raise ValueError(f"{op}: environment variable {_ENV} must be one of {BACKENDS}, got {env!r}")
+            return resolve_backend(op, env, device, has_cpp)
+        if device.type == "cuda" and triton_unavailable_reason(device) is None:
+            return "triton"
+        if device.type == "cpu" and has_cpp and cpp_unavailable_reason() is None:
+            return "cpp"
+        return "reference"
+    if backend == "triton":
+        reason = triton_unavailable_reason(device)
+        if reason is not None:
+            raise RuntimeError(f"{op}: backend 'triton' is unavailable: {reason}")
+    elif backend == "cpp":
+        reason = _cpp_op_reason(op) if not has_cpp else cpp_unavailable_reason()
+        if reason is None and device.type != "cpu":
+            reason = f"the C++ kernels run on CPU tensors, got tensors on {device}"
+        if reason is not None:
+            raise RuntimeError(f"{op}: backend 'cpp' is unavailable: {reason}")
+    return backend
+
+
+def triton_module(name: str):
+    """Import dssm_kernels.triton.<name> on first use (see module docstring for why lazily)."""
+    return importlib.import_module(f"dssm_kernels.triton.{name}")

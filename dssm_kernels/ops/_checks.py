@@ -1,0 +1,101 @@
+"""Input validation shared by the ops: every failure names the argument, the expected, the received."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+_REAL_FOR_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+COMPLEX_DTYPES = tuple(_REAL_FOR_COMPLEX)
+
+
+def real_dtype_of(complex_dtype: torch.dtype) -> torch.dtype:
+    return _REAL_FOR_COMPLEX[complex_dtype]
+
+
+def complex_dtype_of(real_dtype: torch.dtype) -> torch.dtype:
+    return {v: k for k, v in _REAL_FOR_COMPLEX.items()}[real_dtype]
+
+
+def check_tensor(op: str, name: str, t, *, ndim: int | None = None, min_ndim: int = 0) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{op}: {name} must have {ndim} dimension(s), got shape {tuple(t.shape)}")
+    if t.dim() < min_ndim:
+        raise ValueError(f"{op}: {name} must have at least {min_ndim} dimension(s), got shape {tuple(t.shape)}")
+
+
+def check_complex(op: str, name: str, t: torch.Tensor) -> None:
+    if t.dtype not in COMPLEX_DTYPES:
+        raise TypeError(f"{op}: {name} must be complex64 or complex128, got {t.dtype}")
+
+
+def check_real(op: str, name: str, t: torch.Tensor, allowed: Sequence[torch.dtype]) -> None:
+    if t.dtype not in allowed:
+        names = " or ".join(str(d).replace("torch.", "") for d in allowed)
+        raise TypeError(f"{op}: {name} must be {names}, got {t.dtype}")
+
+
+def check_same_dtype(op: str, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> None:
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        got = ", ".join(f"{n}: {t.dtype}" for n, t in zip(names, tensors))
+        raise TypeError(f"{op}: {', '.join(names)} must share one dtype, got {got}")
+
+
+def check_precision_matches(op: str, real_name: str, real: torch.Tensor, complex_name: str,
+                            cplx: torch.Tensor) -> None:
+    """A real input must have the precision of the complex ones (float32 with complex64, ...)."""
+    want = real_dtype_of(cplx.dtype)
+    if real.dtype != want:
+        raise TypeError(f"{op}: {real_name} must be {want} to match {complex_name} ({cplx.dtype}), got {real.dtype}")
+
+
+def check_same_device(op: str, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> torch.device:
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        got = ", ".join(f"{n} on {t.device}" for n, t in zip(names, tensors))
+        raise ValueError(f"{op}: all tensors must be on one device, got {got}")
+    return tensors[0].device
+
+
+def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int]) -> None:
+    if tuple(t.shape) != tuple(expected):
+        raise ValueError(f"{op}: {name} must have shape {tuple(expected)}, got {tuple(t.shape)}")
+
+
+def broadcast_batch(op: str, names: Sequence[str], shapes: Sequence[Sequence[int]]) -> torch.Size:
+    """Broadcast the given batch shapes, or raise ValueError naming the arguments."""
+    try:
+        return torch.broadcast_shapes(*shapes)
+    except RuntimeError:
+        got = ", ".join(f"{n}: {tuple(s)}" for n, s in zip(names, shapes))
+        raise ValueError(f"{op}: batch shapes of {', '.join(names)} are not broadcastable, got {got}") from None
+
+
+def check_length(op: str, name: str, L) -> int:
+    if isinstance(L, bool) or not isinstance(L, int):
+        raise TypeError(f"{op}: {name} must be an int, got {type(L).__name__}")
+    if L < 1:
+        raise ValueError(f"{op}: {name} must be >= 1, got {L}")
+    return L
+
+
+def check_modes(op: str, name: str, t: torch.Tensor) -> None:
+    if t.dim() < 1 or t.shape[-1] < 1:
+        raise ValueError(f"{op}: {name} must have a last (mode) dimension N >= 1, got shape {tuple(t.shape)}")
+
+
+def sum_to_shape(grad: torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor | None:
+    """Reduce a gradient computed at a broadcast shape back to an input's own shape."""
+    if grad is None:
+        return None
+    shape = tuple(shape)
+    extra = grad.dim() - len(shape)
+    if extra > 0:
+        grad = grad.sum(dim=tuple(range(extra)))
+    dims = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if dims:
+        grad = grad.sum(dim=dims, keepdim=True)
+    return grad.reshape(shape)

@@ -1,0 +1,28 @@
+"""Launch-size helpers shared by the op launchers (tuning per op is the GPU issue's work)."""
+from __future__ import annotations
+
+import torch
+
+from dssm_kernels._backend import triton_interpreted
+
+# Tests set this so that any element a kernel forgets to write shows up as NaN.
+FILL_OUTPUTS_WITH_NAN = False
+
+
+def new_output(shape, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Allocate a kernel output: uninitialised, or NaN-filled when FILL_OUTPUTS_WITH_NAN is set."""
+    if FILL_OUTPUTS_WITH_NAN:
+        return torch.full(shape, complex("nan+nanj") if dtype.is_complex else float("nan"),
+                          dtype=dtype, device=device)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def pow2_block(n: int, lo: int, hi: int) -> int:
+    """The smallest power of two >= n, clamped to [lo, hi]."""
+    b = 1 << max(0, (max(1, n) - 1).bit_length())
+    return max(lo, min(hi, b))
+
+
+def interpreted(device: torch.device) -> bool:
+    """True when kernels will run in the Triton interpreter (bigger blocks: fewer Python-level steps)."""
+    return device.type == "cpu" and triton_interpreted()

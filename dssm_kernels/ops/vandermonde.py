@@ -1,0 +1,127 @@
+"""vandermonde: the convolution kernel of a diagonal SSM from its modes.
+
+    K[..., l] = 2 * Re( sum_n v[..., n] * exp(x[..., n] * l) ),   l = 0 .. L-1
+
+v, x: complex64/complex128, broadcastable to (..., N); returns the real (..., L) tensor. For a
+discretised diagonal SSM, x = dt * A and v = C * dB gives its impulse response.
+"""
+from __future__ import annotations
+
+import torch
+
+from dssm_kernels._backend import resolve_backend, triton_module
+from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+
+OP = "vandermonde"
+
+
+def vandermonde_ref(v: torch.Tensor, x: torch.Tensor, L: int) -> torch.Tensor:
+    """Plain-torch oracle: materialises exp(x * l) as an (..., N, L) tensor."""
+    l = torch.arange(L, device=x.device, dtype=ck.real_dtype_of(x.dtype))
+    return 2 * (v.unsqueeze(-1) * torch.exp(x.unsqueeze(-1) * l)).sum(-2).real
+
+
+def launch_vandermonde_rows(c: torch.Tensor, x: torch.Tensor, L: int, scale: float,
+                            reverse: bool = False) -> torch.Tensor:
+    """scale * Re(sum_n c[r, n] exp(x[r, n] p(l))) for contiguous complex (R, N) c, x; p(l) = l or L-1-l."""
+    R, N = x.shape
+    out = new_output((R, L), dtype=ck.real_dtype_of(x.dtype), device=x.device)
+    if R == 0:
+        return out
+    interp = interpreted(x.device)
+    block_n = pow2_block(N, 16, 64 if interp else 16)
+    block_l = pow2_block(L, 16, 1024 if interp else 128)
+    kern = triton_module("vandermonde").vandermonde_rows_kernel
+    kern[(R, -(-L // block_l))](torch.view_as_real(c), torch.view_as_real(x), out, N, L, scale,
+                                REVERSE=reverse, BLOCK_N=block_n, BLOCK_L=block_l)
+    return out
+
+
+def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deriv: bool):
+    """(s, ds): s[r, n] = sum_l w[r, l] exp(x[r, n] p(l)), ds the same weighted by p(l); ds is None
+    unless `with_deriv`. w: contiguous real (R, L); x: contiguous complex (R, N)."""
+    R, N = x.shape
+    L = w.shape[-1]
+    s = new_output((R, N), dtype=x.dtype, device=x.device)
+    ds = new_output((R, N), dtype=x.dtype, device=x.device) if with_deriv else s
+    if R == 0:
+        return s, (ds if with_deriv else None)
+    interp = interpreted(x.device)
+    block_n = pow2_block(N, 16, 64 if interp else 32)
+    block_l = pow2_block(L, 16, 512 if interp else 64)
+    kern = triton_module("vandermonde").power_sums_kernel
+    kern[(R, -(-N // block_n))](w, torch.view_as_real(x), torch.view_as_real(s), torch.view_as_real(ds),
+                                N, L, REVERSE=reverse, WITH_DERIV=with_deriv,
+                                BLOCK_N=block_n, BLOCK_L=block_l)
+    return s, (ds if with_deriv else None)
+
+
+class VandermondeFunction(torch.autograd.Function):
+    """Triton forward and backward. Backward (PyTorch's complex-gradient convention):
+        grad_v[n] = 2 * conj( sum_l g[l] exp(x[n] l) )
+        grad_x[n] = 2 * conj( v[n] * sum_l g[l] * l * exp(x[n] l) )
+    """
+
+    @staticmethod
+    def forward(ctx, v, x, L):
+        shape = torch.broadcast_shapes(v.shape, x.shape)
+        c = v.expand(shape).contiguous()
+        xs = x.expand(shape).contiguous()
+        out = launch_vandermonde_rows(c.reshape(-1, shape[-1]), xs.reshape(-1, shape[-1]), L, 2.0)
+        ctx.save_for_backward(c, xs)
+        ctx.shapes = (v.shape, x.shape)
+        return out.reshape(*shape[:-1], L)
+
+    @staticmethod
+    def backward(ctx, g):
+        c, xs = ctx.saved_tensors
+        v_shape, x_shape = ctx.shapes
+        N = xs.shape[-1]
+        need_v, need_x = ctx.needs_input_grad[:2]
+        g = g.to(ck.real_dtype_of(xs.dtype)).reshape(-1, g.shape[-1]).contiguous()
+        s, ds = launch_power_sums(g, xs.reshape(-1, N), reverse=False, with_deriv=need_x)
+        grad_v = grad_x = None
+        if need_v:
+            grad_v = ck.sum_to_shape((2 * s.conj()).reshape(xs.shape), v_shape)
+        if need_x:
+            grad_x = ck.sum_to_shape((2 * (c.reshape(-1, N) * ds).conj()).reshape(xs.shape), x_shape)
+        return grad_v, grad_x, None
+
+
+def _validate(v, x, L):
+    ck.check_tensor(OP, "v", v, min_ndim=1)
+    ck.check_tensor(OP, "x", x, min_ndim=1)
+    ck.check_complex(OP, "v", v)
+    ck.check_complex(OP, "x", x)
+    ck.check_same_dtype(OP, ("v", "x"), (v, x))
+    ck.check_modes(OP, "v", v)
+    ck.check_modes(OP, "x", x)
+    ck.broadcast_batch(OP, ("v", "x"), (v.shape, x.shape))
+    ck.check_length(OP, "L", L)
+    return ck.check_same_device(OP, ("v", "x"), (v, x))
+
+
+def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "auto") -> torch.Tensor:
+    """K[..., l] = 2 * Re( sum_n v[..., n] * exp(x[..., n] * l) ),  l = 0 .. L-1.
+
+    Args:
+        v, x: complex64/complex128, broadcastable to (..., N).
+        L: number of output steps, >= 1.
+        backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
+    Returns:
+        real tensor (..., L) of the matching precision. Differentiable in v and x.
+
+    Example (an S4D-Lin kernel):
+        >>> import torch, dssm_kernels as dk
+        >>> N, dt = 4, 0.01
+        >>> A = -0.5 + 1j * torch.pi * torch.arange(N)
+        >>> dtA = (dt * A).to(torch.complex64)
+        >>> v = (torch.exp(dtA) - 1) / A.to(torch.complex64)   # C = B = 1, ZOH
+        >>> dk.vandermonde(v, dtA, 8).shape
+        torch.Size([8])
+    """
+    device = _validate(v, x, L)
+    if resolve_backend(OP, backend, device) == "reference":
+        return vandermonde_ref(v, x, L)
+    return VandermondeFunction.apply(v, x, L)

@@ -1,0 +1,27 @@
+"""Small @triton.jit helpers shared by the kernel files."""
+import triton
+import triton.language as tl
+
+_TWO_PI_HI = 6.28125  # 8 significant bits: k * _TWO_PI_HI is exact for the k a phase can reach
+_TWO_PI_LO = 0.0019353071795864769252867665590057683943
+_INV_TWO_PI = 0.15915494309189533576888376337251436203
+
+
+@triton.jit
+def cos_sin(phase):
+    """cos and sin of `phase` after reduction to [-pi, pi] (Cody-Waite, two-part 2*pi).
+
+    Reducing first keeps the result accurate whatever sin/cos lower to (fast approximations are
+    only accurate near zero), so a phase l * Im(x) at large l loses nothing beyond its own rounding.
+    """
+    k = tl.floor(phase * _INV_TWO_PI + 0.5)
+    r = (phase - k * _TWO_PI_HI) - k * _TWO_PI_LO
+    return tl.cos(r), tl.sin(r)
+
+
+@triton.jit
+def cexp(re, im):
+    """exp(re + i im) as (real, imag)."""
+    mag = tl.exp(re)
+    c, s = cos_sin(im)
+    return mag * c, mag * s

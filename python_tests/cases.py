@@ -1,0 +1,42 @@
+"""Shared input generators for the op tests: odd sizes and realistic S4D-Lin parameters."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+NS = (1, 3, 32, 33)
+LS = (1, 7, 129, 1000)
+BATCHES = ((), (2,), (2, 3))
+GRID = [(n, l, b) for n in NS for l in LS for b in BATCHES]
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def crandn(*shape, g: torch.Generator) -> torch.Tensor:
+    return torch.complex(torch.randn(shape, dtype=torch.float64, generator=g),
+                         torch.randn(shape, dtype=torch.float64, generator=g)) / math.sqrt(2)
+
+
+def stable_modes(*shape, g: torch.Generator, decay=(0.0, 0.05), freq=1.0) -> torch.Tensor:
+    """Discrete-time exponents x = dt*A with Re x in -[decay range], Im x ~ N(0, freq^2)."""
+    re = -(decay[0] + (decay[1] - decay[0]) * torch.rand(shape, dtype=torch.float64, generator=g))
+    return torch.complex(re, freq * torch.randn(shape, dtype=torch.float64, generator=g))
+
+
+def s4d_lin(H: int, N: int, g: torch.Generator, dt_min=1e-3, dt_max=1e-1):
+    """S4D-Lin modes A_n = -1/2 + i pi n with per-channel dt log-uniform in [dt_min, dt_max].
+
+    Returns (A (H, N) continuous modes, dt (H, 1), dtA (H, N), dB (H, N) ZOH with B = 1,
+    C (H, N) random), all complex128.
+    """
+    n = torch.arange(N, dtype=torch.float64)
+    A = torch.complex(torch.full((H, N), -0.5, dtype=torch.float64), math.pi * n.expand(H, N))
+    log_dt = math.log(dt_min) + (math.log(dt_max) - math.log(dt_min)) * torch.rand(H, 1, dtype=torch.float64, generator=g)
+    dt = log_dt.exp()
+    dtA = dt * A
+    dB = (torch.exp(dtA) - 1) / A
+    C = crandn(H, N, g=g)
+    return A, dt, dtA, dB, C
