@@ -2,9 +2,10 @@
 import triton
 import triton.language as tl
 
-_TWO_PI_HI = 6.28125  # 8 significant bits: k * _TWO_PI_HI is exact for the k a phase can reach
-_TWO_PI_LO = 0.0019353071795864769252867665590057683943
-_INV_TWO_PI = 0.15915494309189533576888376337251436203
+# Globals a compiled kernel reads must be tl.constexpr (the interpreter would accept plain floats).
+_TWO_PI_HI = tl.constexpr(6.28125)  # 8 significant bits: k * _TWO_PI_HI is exact for the k a phase can reach
+_TWO_PI_LO = tl.constexpr(0.0019353071795864769252867665590057683943)
+_INV_TWO_PI = tl.constexpr(0.15915494309189533576888376337251436203)
 
 
 @triton.jit
