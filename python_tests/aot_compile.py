@@ -28,6 +28,12 @@ def specs(fp):
         ("vandermonde", "power_sums_kernel",
          {"w_ptr": P, "x_ptr": P, "s_ptr": P, "ds_ptr": P, "N": "i32", "L": "i32"},
          {"REVERSE": True, "WITH_DERIV": True, "BLOCK_N": 32, "BLOCK_L": 64}),
+        ("cauchy", "cauchy_rows_kernel",
+         {"v_ptr": P, "w_ptr": P, "z_ptr": P, "out_ptr": P, "N": "i32", "L": "i32"},
+         {"SQUARE": True, "BLOCK_N": 16, "BLOCK_L": 128}),
+        ("cauchy", "cauchy_modes_kernel",
+         {"g_ptr": P, "v_ptr": P, "w_ptr": P, "z_ptr": P, "gv_ptr": P, "gw_ptr": P, "N": "i32", "L": "i32"},
+         {"NEED_V": True, "NEED_W": True, "BLOCK_N": 32, "BLOCK_L": 64}),
     ]
 
 

@@ -1,0 +1,144 @@
+"""cauchy: the S4 Cauchy kernel, a sum of simple poles and their conjugates evaluated at points z.
+
+    k[..., j] = sum_n  v[..., n] / (z[j] - w[..., n])  +  conj(v[..., n]) / (z[j] - conj(w[..., n]))
+
+v, w: complex64/complex128, broadcastable to (..., N); z: complex (L,), shared by the whole batch;
+returns complex (..., L). The conjugate pair is summed explicitly, so N counts the modes of one half
+of a conjugate-symmetric state. S4 evaluates its generating function this way at the bilinear
+transform of roots of unity, z_j = 2 (1 - omega_j) / (1 + omega_j), with w = dt * A.
+"""
+from __future__ import annotations
+
+import torch
+
+from dssm_kernels._backend import resolve_backend, triton_module
+from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+
+OP = "cauchy"
+
+
+def cauchy_ref(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Plain-torch oracle: materialises the (..., N, L) matrix of both pole terms."""
+    v, w = v.unsqueeze(-1), w.unsqueeze(-1)
+    return (v / (z - w) + v.conj() / (z - w.conj())).sum(-2)
+
+
+def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square: bool = False) -> torch.Tensor:
+    """sum_n v[r, n] / (z_j - w[r, n])^p + conj(v[r, n]) / (z_j - conj(w[r, n]))^p, p = 2 if `square`
+    else 1, for contiguous complex (R, N) v, w and (L,) z; returns complex (R, L)."""
+    R, N = w.shape
+    L = z.shape[0]
+    out = new_output((R, L), dtype=w.dtype, device=w.device)
+    if R == 0:
+        return out
+    interp = interpreted(w.device)
+    block_n = pow2_block(N, 16, 64 if interp else 16)
+    block_l = pow2_block(L, 16, 1024 if interp else 128)
+    kern = triton_module("cauchy").cauchy_rows_kernel
+    kern[(R, -(-L // block_l))](torch.view_as_real(v), torch.view_as_real(w), torch.view_as_real(z),
+                                torch.view_as_real(out), N, L,
+                                SQUARE=square, BLOCK_N=block_n, BLOCK_L=block_l)
+    return out
+
+
+def launch_cauchy_modes(g: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor,
+                        need_v: bool, need_w: bool):
+    """(grad_v, grad_w) of CauchyFunction for contiguous complex (R, L) g, (R, N) v, w, (L,) z;
+    each is None unless asked for."""
+    R, N = w.shape
+    L = z.shape[0]
+    gv = new_output((R, N), dtype=w.dtype, device=w.device) if need_v else None
+    gw = new_output((R, N), dtype=w.dtype, device=w.device) if need_w else None
+    if R == 0 or not (need_v or need_w):
+        return gv, gw
+    interp = interpreted(w.device)
+    block_n = pow2_block(N, 16, 64 if interp else 32)
+    block_l = pow2_block(L, 16, 512 if interp else 64)
+    # a pointer the kernel never touches (its NEED_* flag is off) still has to be a tensor
+    gv_arg = gv if need_v else gw
+    gw_arg = gw if need_w else gv
+    kern = triton_module("cauchy").cauchy_modes_kernel
+    kern[(R, -(-N // block_n))](torch.view_as_real(g), torch.view_as_real(v), torch.view_as_real(w),
+                                torch.view_as_real(z), torch.view_as_real(gv_arg), torch.view_as_real(gw_arg),
+                                N, L, NEED_V=need_v, NEED_W=need_w, BLOCK_N=block_n, BLOCK_L=block_l)
+    return gv, gw
+
+
+class CauchyFunction(torch.autograd.Function):
+    """Triton forward and backward. Backward (PyTorch's complex-gradient convention), g = grad of k:
+        grad_v[n] = sum_j  g_j / (conj z_j - conj w_n)    + conj( g_j / (conj z_j - w_n) )
+        grad_w[n] = conj(v_n) * sum_j  g_j / (conj z_j - conj w_n)^2  + conj(g_j) / (z_j - conj w_n)^2
+        grad_z[j] = - sum_rows g_j * conj(D_j),   D_j = sum_n v_n / (z_j - w_n)^2 + conj(v_n) / (z_j - conj w_n)^2
+    (d k_j / d z_j = -D_j; k is holomorphic in z, so conj-derivative terms vanish; z is shared, so
+    its gradient sums over the batch). Each sum runs in a kernel: nothing of size (N, L) is stored.
+    """
+
+    @staticmethod
+    def forward(ctx, v, z, w):
+        shape = torch.broadcast_shapes(v.shape, w.shape)
+        N, L = shape[-1], z.shape[0]
+        vs = v.expand(shape).contiguous().reshape(-1, N)
+        ws = w.expand(shape).contiguous().reshape(-1, N)
+        zs = z.contiguous()
+        out = launch_cauchy_rows(vs, zs, ws)
+        ctx.save_for_backward(vs, zs, ws)
+        ctx.shapes = (v.shape, w.shape, shape)
+        return out.reshape(*shape[:-1], L)
+
+    @staticmethod
+    def backward(ctx, g):
+        vs, zs, ws = ctx.saved_tensors
+        v_shape, w_shape, shape = ctx.shapes
+        need_v, need_z, need_w = ctx.needs_input_grad[:3]
+        g = g.reshape(-1, zs.shape[0]).contiguous()
+        gv, gw = launch_cauchy_modes(g, vs, zs, ws, need_v, need_w)
+        grad_v = ck.sum_to_shape(gv.reshape(shape), v_shape) if need_v else None
+        grad_w = ck.sum_to_shape(gw.reshape(shape), w_shape) if need_w else None
+        grad_z = None
+        if need_z:
+            D = launch_cauchy_rows(vs, zs, ws, square=True)
+            grad_z = -(g * D.conj()).sum(0)
+        return grad_v, grad_z, grad_w
+
+
+def _validate(v, z, w):
+    ck.check_tensor(OP, "v", v, min_ndim=1)
+    ck.check_tensor(OP, "z", z, ndim=1)
+    ck.check_tensor(OP, "w", w, min_ndim=1)
+    ck.check_complex(OP, "v", v)
+    ck.check_complex(OP, "z", z)
+    ck.check_complex(OP, "w", w)
+    ck.check_same_dtype(OP, ("v", "z", "w"), (v, z, w))
+    if z.shape[0] < 1:
+        raise ValueError(f"{OP}: z must hold L >= 1 points, got shape {tuple(z.shape)}")
+    ck.check_modes(OP, "v", v)
+    ck.check_modes(OP, "w", w)
+    ck.broadcast_batch(OP, ("v", "w"), (v.shape, w.shape))
+    return ck.check_same_device(OP, ("v", "z", "w"), (v, z, w))
+
+
+def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """k[..., j] = sum_n v[..., n] / (z[j] - w[..., n]) + conj(v[..., n]) / (z[j] - conj(w[..., n])).
+
+    Args:
+        v, w: complex64/complex128, broadcastable to (..., N), N >= 1.
+        z: complex (L,), L >= 1, the evaluation points shared by every batch row; same dtype.
+        backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
+    Returns:
+        complex tensor (..., L). Differentiable in v and w (and in z, whose gradient sums over the batch).
+
+    Example (an S4D-Lin generating function at the bilinear transform of roots of unity):
+        >>> import math, torch, dssm_kernels as dk
+        >>> N, L, dt = 4, 9, 0.01
+        >>> w = (dt * (-0.5 + 1j * math.pi * torch.arange(N))).to(torch.complex64)
+        >>> v = dt * torch.ones(N, dtype=torch.complex64)
+        >>> omega = torch.exp(-2j * math.pi * torch.arange(L // 2 + 1) / L)
+        >>> z = (2 * (1 - omega) / (1 + omega)).to(torch.complex64)
+        >>> dk.cauchy(v, z, w).shape
+        torch.Size([5])
+    """
+    device = _validate(v, z, w)
+    if resolve_backend(OP, backend, device) == "reference":
+        return cauchy_ref(v, z, w)
+    return CauchyFunction.apply(v, z, w)
