@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from cases import GRID, crandn, gen, s4d_lin, stable_modes
-from dssm_kernels.ops import cauchy as cauchy_mod
+import importlib
+
+cauchy_mod = importlib.import_module("dssm_kernels.ops.cauchy")  # the package attribute is the function
 from dssm_kernels.ops.cauchy import cauchy, cauchy_ref
 from parity import check_parity
 
