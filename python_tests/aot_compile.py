@@ -34,6 +34,16 @@ def specs(fp):
         ("cauchy", "cauchy_modes_kernel",
          {"g_ptr": P, "v_ptr": P, "w_ptr": P, "z_ptr": P, "gv_ptr": P, "gw_ptr": P, "N": "i32", "L": "i32"},
          {"NEED_V": True, "NEED_W": True, "BLOCK_N": 32, "BLOCK_L": 64}),
+        ("fftconv", "spectral_products_kernel",
+         {"a_ptr": P, "k_ptr": P, "u_ptr": P, "out_ptr": P, "acc_ptr": P, "B": "i32", "H": "i32", "F": "i32"},
+         {"CONJ": True, "WITH_OUT": True, "WITH_SUM": True, "BLOCK_F": 256}),
+    ] + [
+        # the epilogue writes the dtype of u: every one the contract allows
+        ("fftconv", "epilogue_kernel",
+         {"z_ptr": P, "x_ptr": f"*{io}", "d_ptr": "*fp32", "out_ptr": f"*{io}", "H": "i32", "Z_STRIDE": "i32",
+          "N_VALID": "i32", "L_OUT": "i32"},
+         {"HAS_D": True, "BLOCK_L": 512})
+        for io in ((fp, "bf16", "fp16") if fp == "fp32" else (fp,))
     ]
 
 
@@ -54,7 +64,7 @@ def main(pattern=""):
                     k = triton.compile(ASTSource(fn=fn, signature=full_sig, constexprs=consts), target=target)
                     assert k.asm.get("cubin"), "no cubin produced"
                 except Exception as exc:  # report every kernel that fails, then fail once
-                    failures.append(f"{mod}.{name} [{fp}, sm_{target.arch}]: {type(exc).__name__}: {exc}")
+                    failures.append(f"{mod}.{name} [{fp}, {sig}, sm_{target.arch}]: {type(exc).__name__}: {exc}")
     for f in failures:
         print("FAILED", f)
     print(f"compiled {n - len(failures)}/{n} kernel variants in {time.time() - t0:.1f} s")

@@ -26,3 +26,13 @@ def cexp(re, im):
     mag = tl.exp(re)
     c, s = cos_sin(im)
     return mag * c, mag * s
+
+
+@triton.jit
+def round_to_bf16(x):
+    """float32 -> bfloat16 rounded to nearest even, as the GPU and torch round. Done by hand on the
+    bits because the Triton interpreter's own cast truncates (up to one bf16 ulp off, twice torch's
+    error); on a GPU it costs three integer ops and the final cast is then exact."""
+    bits = x.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True).to(tl.bfloat16)
