@@ -48,6 +48,6 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("parity: worst relative RMS error against the float64 reference")
-    tr.write_line(f"{'op':<24}{'backend':<12}{'dtype':<10}{'quantity':<14}{'error':>11}{'tolerance':>12}{'ratio':>8}")
+    tr.write_line(f"{'op':<24}{'backend':<12}{'dtype':<19}{'quantity':<14}{'error':>11}{'tolerance':>12}{'ratio':>8}")
     for (op, backend, dtype, what), (err, tol) in sorted(rows.items()):
-        tr.write_line(f"{op:<24}{backend:<12}{dtype:<10}{what:<14}{err:>11.3e}{tol:>12.3e}{err / tol:>8.3f}")
+        tr.write_line(f"{op:<24}{backend:<12}{dtype:<19}{what:<14}{err:>11.3e}{tol:>12.3e}{err / tol:>8.3f}")
