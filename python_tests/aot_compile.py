@@ -1,8 +1,8 @@
 """Compile every Triton kernel ahead of time for NVIDIA targets, with no GPU needed.
 
 The interpreter accepts code that the compiler rejects (non-constexpr globals, dtype mismatches in
-loops, unsupported ops), so CI compiles each kernel for sm_80 and sm_90 in float32 and float64 to
-PTX and cubin. Run as a script in a process without TRITON_INTERPRET (test_triton_compile.py does):
+loops, unsupported ops), so CI compiles each kernel to PTX and cubin: float32 for sm_80 and sm_90,
+float64 for sm_90. Run as a script in a process without TRITON_INTERPRET (test_triton_compile.py does):
     python python_tests/aot_compile.py [name-filter]
 """
 import os
@@ -38,6 +38,31 @@ def specs(fp):
          {"a_ptr": P, "k_ptr": P, "u_ptr": P, "out_ptr": P, "acc_ptr": P, "B": "i32", "H": "i32", "F": "i32"},
          {"CONJ": True, "WITH_OUT": True, "WITH_SUM": True, "BLOCK_F": 256}),
     ] + [
+        # NATIVE=True is the compiled path (tl.associative_scan); NATIVE=False the interpreter's
+        # Hillis-Steele scan, which the tests also run compiled on a GPU
+        ("ssm_scan", "ssm_scan_fwd_kernel",
+         {"u_ptr": P, "dA_ptr": P, "dB_ptr": P, "C_ptr": P, "D_ptr": P, "state_ptr": P, "y_ptr": P,
+          "last_ptr": P, "ckpt_ptr": P, "H": "i32", "N": "i32", "L": "i32", "n_chunks": "i32"},
+         {"HAS_D": True, "HAS_STATE": True, "SAVE_CKPT": True, "NATIVE": native, "BLOCK_N": 32, "BLOCK_T": 64})
+        for native in (True, False)
+    ] + [
+        ("ssm_scan", "ssm_scan_bwd_kernel",
+         {"u_ptr": P, "dA_ptr": P, "dB_ptr": P, "C_ptr": P, "D_ptr": P, "ckpt_ptr": P, "gy_ptr": P,
+          "glast_ptr": P, "gu_ptr": P, "gstate_ptr": P, "gdA_ptr": P, "gdB_ptr": P, "gC_ptr": P,
+          "H": "i32", "N": "i32", "L": "i32", "n_chunks": "i32"},
+         {"HAS_D": True, "HAS_GLAST": True, "NATIVE": native, "BLOCK_N": 32, "BLOCK_T": 64})
+        for native in (True, False)
+    ] + [
+        ("ssm_step", "ssm_step_fwd_kernel",
+         {"u_ptr": P, "state_ptr": P, "dA_ptr": P, "dB_ptr": P, "C_ptr": P, "D_ptr": P, "y_ptr": P,
+          "new_ptr": P, "R": "i32", "H": "i32", "N": "i32"},
+         {"HAS_D": True, "HAS_STATE": True, "BLOCK_R": 16, "BLOCK_N": 32}),
+        ("ssm_step", "ssm_step_bwd_kernel",
+         {"u_ptr": P, "state_ptr": P, "dA_ptr": P, "dB_ptr": P, "C_ptr": P, "D_ptr": P, "gy_ptr": P,
+          "gnew_ptr": P, "gu_ptr": P, "gstate_ptr": P, "gdA_ptr": P, "gdB_ptr": P, "gC_ptr": P,
+          "R": "i32", "H": "i32", "N": "i32"},
+         {"HAS_D": True, "HAS_STATE": True, "HAS_GNEW": True, "BLOCK_R": 16, "BLOCK_N": 32}),
+    ] + [
         # the epilogue writes the dtype of u: every one the contract allows
         ("fftconv", "epilogue_kernel",
          {"z_ptr": P, "x_ptr": f"*{io}", "d_ptr": "*fp32", "out_ptr": f"*{io}", "H": "i32", "Z_STRIDE": "i32",
@@ -47,27 +72,36 @@ def specs(fp):
     ]
 
 
-def main(pattern=""):
+def _compile(job):
+    """Compile one (fp, spec index, target index); returns an error line or None."""
     import importlib
-    failures = []
-    n = 0
+    fp, i, t = job
+    mod, name, sig, consts = specs(fp)[i]
+    target = TARGETS[t]
+    fn = getattr(importlib.import_module(f"dssm_kernels.triton.{mod}"), name)
+    full_sig = dict(sig, **{k: "constexpr" for k in consts})
+    try:
+        k = triton.compile(ASTSource(fn=fn, signature=full_sig, constexprs=consts), target=target)
+        assert k.asm.get("cubin"), "no cubin produced"
+    except Exception as exc:  # report every kernel that fails, then fail once
+        cause = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        return f"{mod}.{name} [{fp}, {consts}, sm_{target.arch}]: {type(cause).__name__}: {str(cause)[-800:]}"
+    return None
+
+
+def main(pattern=""):
+    from concurrent.futures import ProcessPoolExecutor
+    # float32 for every target; float64 (the oracle's precision, rarely run on GPUs) for the newest
+    jobs = [(fp, i, t) for fp in ("fp32", "fp64") for i, (mod, name, _, _) in enumerate(specs(fp))
+            if pattern in f"{mod}.{name}" for t in range(len(TARGETS)) if fp == "fp32" or t == len(TARGETS) - 1]
     t0 = time.time()
-    for fp in ("fp32", "fp64"):
-        for mod, name, sig, consts in specs(fp):
-            if pattern not in f"{mod}.{name}":
-                continue
-            fn = getattr(importlib.import_module(f"dssm_kernels.triton.{mod}"), name)
-            full_sig = dict(sig, **{k: "constexpr" for k in consts})
-            for target in TARGETS:
-                n += 1
-                try:
-                    k = triton.compile(ASTSource(fn=fn, signature=full_sig, constexprs=consts), target=target)
-                    assert k.asm.get("cubin"), "no cubin produced"
-                except Exception as exc:  # report every kernel that fails, then fail once
-                    failures.append(f"{mod}.{name} [{fp}, {sig}, sm_{target.arch}]: {type(exc).__name__}: {exc}")
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        failures = [f for f in pool.map(_compile, jobs) if f]
     for f in failures:
         print("FAILED", f)
-    print(f"compiled {n - len(failures)}/{n} kernel variants in {time.time() - t0:.1f} s")
+    print(f"compiled {len(jobs) - len(failures)}/{len(jobs)} kernel variants in {time.time() - t0:.1f} s")
     return 1 if failures else 0
 
 

@@ -1,0 +1,161 @@
+"""ssm_scan: the recurrent view of a discretised diagonal SSM over a whole sequence.
+
+    x_t = dA * x_{t-1} + dB * u_t   (x_{-1} = state, or 0),   y_t = 2 * Re( sum_n C * x_t ) + D * u_t
+
+u: real (B, H, L);  dA, dB, C: complex (H, N);  D: real (H,) or None;  state: complex (B, H, N) or
+None. Returns y real (B, H, L) and last_state = x_{L-1} complex (B, H, N), which a later call (or
+ssm_step) continues from.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from dssm_kernels._backend import resolve_backend, triton_module
+from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops.ssm_step import _real_view, ssm_step_ref, validate_params
+
+OP = "ssm_scan"
+
+
+def ssm_scan_ref(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tensor,
+                 D: torch.Tensor | None = None, state: torch.Tensor | None = None):
+    """Plain-torch oracle: a Python loop of ssm_step_ref over t (slow, but autograd through it is exact)."""
+    ys = []
+    for t in range(u.shape[-1]):
+        y, state = ssm_step_ref(u[..., t], state, dA, dB, C, D)
+        ys.append(y)
+    return torch.stack(ys, dim=-1), state
+
+
+def _scan_config(N: int, L: int, device: torch.device) -> dict:
+    """Kernel constants. BLOCK_N holds all N modes. Compiled: the native tl.associative_scan, BLOCK_T
+    keeping the (BLOCK_N, BLOCK_T) tiles within a register budget. Interpreted: the Hillis-Steele
+    scan (associative_scan's combine runs once per element in Python there) and large chunks
+    (each chunk is a Python-level step)."""
+    if interpreted(device):
+        block_n = pow2_block(N, 2, 1 << 30)
+        return dict(NATIVE=False, BLOCK_N=block_n,
+                    BLOCK_T=pow2_block(L, 16, max(16, min(1024, 32768 // block_n))))
+    block_n = pow2_block(N, 16, 1 << 30)
+    return dict(NATIVE=True, BLOCK_N=block_n, BLOCK_T=pow2_block(L, 16, max(16, min(64, 2048 // block_n))))
+
+
+def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool):
+    """(y, last_state, checkpoints, config) for contiguous inputs. checkpoints (B, H, n_chunks, N) holds
+    the state entering each chunk of BLOCK_T steps (None unless `save_checkpoints`); the backward
+    must run with the same config."""
+    B, H, L = u.shape
+    N = dA.shape[-1]
+    cfg = _scan_config(N, L, u.device)
+    n_chunks = -(-L // cfg["BLOCK_T"])
+    y = new_output((B, H, L), dtype=u.dtype, device=u.device)
+    last = new_output((B, H, N), dtype=dA.dtype, device=u.device)
+    ckpt = new_output((B, H, n_chunks, N), dtype=dA.dtype, device=u.device) if save_checkpoints else None
+    if B * H > 0:
+        last_r = torch.view_as_real(last)
+        triton_module("ssm_scan").ssm_scan_fwd_kernel[(B * H,)](
+            u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
+            u if D is None else D, _real_view(state, last_r), y, last_r, _real_view(ckpt, last_r),
+            H, N, L, n_chunks, HAS_D=D is not None, HAS_STATE=state is not None,
+            SAVE_CKPT=save_checkpoints, **cfg)
+    return y, last, ckpt, cfg
+
+
+def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last):
+    """(grad_u, grad_state, grad_dA, grad_dB, grad_C); the mode gradients per row (B, H, N)."""
+    B, H, L = u.shape
+    N = dA.shape[-1]
+    dev = u.device
+    gu = new_output((B, H, L), dtype=u.dtype, device=dev)
+    gstate, gdA, gdB, gC = (new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(4))
+    if B * H > 0:
+        views = [torch.view_as_real(t) for t in (gstate, gdA, gdB, gC)]
+        triton_module("ssm_scan").ssm_scan_bwd_kernel[(B * H,)](
+            u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
+            u if D is None else D, torch.view_as_real(ckpt), gy, _real_view(g_last, views[0]),
+            gu, *views, H, N, L, ckpt.shape[2],
+            HAS_D=D is not None, HAS_GLAST=g_last is not None, **cfg)
+    return gu, gstate, gdA, gdB, gC
+
+
+class SsmScanFunction(torch.autograd.Function):
+    """Triton forward and backward. With the adjoint (PyTorch's complex-gradient convention)
+        lambda_t = 2 * gy_t * conj(C) + conj(dA) * lambda_{t+1},   lambda_{L-1} += g_last,
+    and prev_t = x_{t-1} (prev_0 = state):
+        grad_dA = sum_{b,t} lambda_t * conj(prev_t),   grad_dB = sum_{b,t} lambda_t * u_t,
+        grad_C = sum_{b,t} 2 * gy_t * conj(x_t),        grad_D = sum_{b,t} gy_t * u_t,
+        grad_u_t = Re( sum_n conj(dB) * lambda_t ) + D * gy_t,   grad_state = conj(dA) * lambda_0.
+    The forward keeps the state entering every chunk of BLOCK_T steps, (B, H, L / BLOCK_T, N); the
+    backward rebuilds each chunk's states from it, so nothing of size (B, H, N, L) is stored.
+    """
+
+    @staticmethod
+    def forward(ctx, u, dA, dB, C, D, state):
+        u, dA, dB, C = (t.contiguous() for t in (u, dA, dB, C))
+        D = None if D is None else D.contiguous()
+        state = None if state is None else state.contiguous()
+        y, last, ckpt, cfg = launch_scan_fwd(u, dA, dB, C, D, state, any(ctx.needs_input_grad))
+        ctx.save_for_backward(u, dA, dB, C, D, ckpt)
+        ctx.cfg = cfg
+        ctx.set_materialize_grads(False)
+        return y, last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, g_last):
+        u, dA, dB, C, D, ckpt = ctx.saved_tensors
+        need_u, need_dA, need_dB, need_C, need_D, need_state = ctx.needs_input_grad
+        if gy is None and g_last is None:
+            return None, None, None, None, None, None
+        gy = torch.zeros_like(u) if gy is None else gy.contiguous()
+        g_last = None if g_last is None else g_last.contiguous()
+        gu, gstate, gdA, gdB, gC = launch_scan_bwd(u, dA, dB, C, D, ckpt, ctx.cfg, gy, g_last)
+        return (gu if need_u else None,
+                gdA.sum(0) if need_dA else None,
+                gdB.sum(0) if need_dB else None,
+                gC.sum(0) if need_C else None,
+                (gy * u).sum((0, 2), dtype=torch.float64).to(u.dtype) if need_D else None,  # B*L terms: sum in float64
+                gstate if need_state else None)
+
+
+def _validate(u, dA, dB, C, D, state):
+    ck.check_tensor(OP, "u", u, ndim=3)
+    B, H, L = u.shape
+    device = validate_params(OP, u, (B, H), dA, dB, C, D, state)
+    ck.check_length(OP, "L = u.shape[-1]", L)
+    return device
+
+
+def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tensor,
+             D: torch.Tensor | None = None, state: torch.Tensor | None = None, *, backend: str = "auto"):
+    """x_t = dA * x_{t-1} + dB * u_t  (x_{-1} = state, or 0),  y_t = 2 * Re( sum_n C * x_t ) + D * u_t.
+
+    Args:
+        u: real (B, H, L), float32 with complex64 parameters (float64 with complex128).
+        dA, dB, C: complex (H, N), the discretised modes, input and output vectors.
+        D: real (H,) feedthrough, or None.
+        state: complex (B, H, N) state before the first step, or None for zero.
+        backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
+    Returns:
+        (y real (B, H, L), last_state complex (B, H, N)). Differentiable in u, dA, dB, C, D, state.
+
+    Example (an S4D-Lin layer, ZOH with B = 1, run over a sequence in two halves):
+        >>> import torch, dssm_kernels as dk
+        >>> H, N, dt = 2, 4, 0.05
+        >>> A = (-0.5 + 1j * torch.pi * torch.arange(N)).expand(H, N).to(torch.complex64)
+        >>> dA = torch.exp(dt * A)
+        >>> dB = (dA - 1) / A
+        >>> C = torch.ones(H, N, dtype=torch.complex64)
+        >>> u = torch.randn(1, H, 10)
+        >>> y, last = dk.ssm_scan(u, dA, dB, C)
+        >>> y1, s = dk.ssm_scan(u[..., :6], dA, dB, C)
+        >>> y2, _ = dk.ssm_scan(u[..., 6:], dA, dB, C, state=s)
+        >>> torch.allclose(torch.cat([y1, y2], -1), y, atol=1e-5), last.shape
+        (True, torch.Size([1, 2, 4]))
+    """
+    device = _validate(u, dA, dB, C, D, state)
+    if resolve_backend(OP, backend, device) == "reference":
+        return ssm_scan_ref(u, dA, dB, C, D, state)
+    return SsmScanFunction.apply(u, dA, dB, C, D, state)

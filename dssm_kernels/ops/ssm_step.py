@@ -1,0 +1,189 @@
+"""ssm_step: one time step of a discretised diagonal SSM (recurrent decoding).
+
+    new_state = dA * state + dB * u,   y = 2 * Re( sum_n C * new_state ) + D * u
+
+u: real (B, H);  state: complex (B, H, N) (None: zero);  dA, dB, C: complex (H, N);  D: real (H,)
+or None. Returns y real (B, H) and new_state complex (B, H, N). Run over a sequence, it gives what
+ssm_scan gives for the whole sequence at once.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from dssm_kernels._backend import resolve_backend, triton_module
+from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+
+OP = "ssm_step"
+
+
+def ssm_step_ref(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: torch.Tensor,
+                 C: torch.Tensor, D: torch.Tensor | None = None):
+    """Plain-torch oracle: the formula as written (state None: the zero state)."""
+    if state is None:  # a real zero state keeps dA in the graph: its gradient is 0, not None
+        state = torch.zeros(*u.shape, dA.shape[-1], dtype=dA.dtype, device=dA.device)
+    new_state = dA * state + dB * u.unsqueeze(-1)
+    y = 2 * (C * new_state).sum(-1).real
+    if D is not None:
+        y = y + D * u
+    return y, new_state
+
+
+def _real_view(t: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
+    """The real view a kernel reads, or `fallback` for an absent input (its constexpr flag is off)."""
+    return fallback if t is None else torch.view_as_real(t)
+
+
+def _step_blocks(N: int, device: torch.device):
+    """(BLOCK_R, BLOCK_N): rows per program and the mode slice looped over; bigger under the interpreter."""
+    interp = interpreted(device)
+    block_n = pow2_block(N, 2 if interp else 16, 64)
+    block_r = max(1, (4096 if interp else 1024) // block_n)
+    return block_r, block_n
+
+
+def launch_step_fwd(u, state, dA, dB, C, D):
+    """(y, new_state) for contiguous u (B, H), state (B, H, N) or None, dA/dB/C (H, N), D (H,) or None."""
+    B, H = u.shape
+    N = dA.shape[-1]
+    y = new_output((B, H), dtype=u.dtype, device=u.device)
+    new = new_output((B, H, N), dtype=dA.dtype, device=u.device)
+    R = B * H
+    if R == 0:
+        return y, new
+    block_r, block_n = _step_blocks(N, u.device)
+    new_r = torch.view_as_real(new)
+    triton_module("ssm_step").ssm_step_fwd_kernel[(-(-R // block_r),)](
+        u, _real_view(state, new_r), torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
+        u if D is None else D, y, new_r, R, H, N,
+        HAS_D=D is not None, HAS_STATE=state is not None, BLOCK_R=block_r, BLOCK_N=block_n)
+    return y, new
+
+
+def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new):
+    """(grad_u, grad_state, grad_dA, grad_dB, grad_C): grad_state and grad_dA are None without a
+    state; the three mode gradients are per row (B, H, N), to be summed over the batch."""
+    B, H = u.shape
+    N = dA.shape[-1]
+    dev = u.device
+    gu = new_output((B, H), dtype=u.dtype, device=dev)
+    gdB, gC = (new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(2))
+    gstate, gdA = ((new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(2))
+                   if state is not None else (None, None))
+    R = B * H
+    if R > 0:
+        block_r, block_n = _step_blocks(N, dev)
+        dummy = torch.view_as_real(gdB)
+        triton_module("ssm_step").ssm_step_bwd_kernel[(-(-R // block_r),)](
+            u, _real_view(state, dummy), torch.view_as_real(dA), torch.view_as_real(dB),
+            torch.view_as_real(C), u if D is None else D, gy, _real_view(g_new, dummy),
+            gu, _real_view(gstate, dummy), _real_view(gdA, dummy), dummy, torch.view_as_real(gC),
+            R, H, N, HAS_D=D is not None, HAS_STATE=state is not None, HAS_GNEW=g_new is not None,
+            BLOCK_R=block_r, BLOCK_N=block_n)
+    return gu, gstate, gdA, gdB, gC
+
+
+class SsmStepFunction(torch.autograd.Function):
+    """Triton forward and backward. With lambda = g_new + 2 * gy * conj(C) (PyTorch's convention):
+        grad_state = conj(dA) * lambda,           grad_u = Re( sum_n conj(dB) * lambda ) + D * gy,
+        grad_dA = sum_b lambda * conj(state),     grad_dB = sum_b lambda * u,
+        grad_C = sum_b 2 * gy * conj(new_state),  grad_D = sum_b gy * u.
+    """
+
+    @staticmethod
+    def forward(ctx, u, state, dA, dB, C, D):
+        u, dA, dB, C = (t.contiguous() for t in (u, dA, dB, C))
+        state = None if state is None else state.contiguous()
+        D = None if D is None else D.contiguous()
+        y, new = launch_step_fwd(u, state, dA, dB, C, D)
+        ctx.save_for_backward(u, state, dA, dB, C, D)
+        ctx.set_materialize_grads(False)
+        return y, new
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, g_new):
+        u, state, dA, dB, C, D = ctx.saved_tensors
+        need_u, need_state, need_dA, need_dB, need_C, need_D = ctx.needs_input_grad
+        if gy is None and g_new is None:
+            return None, None, None, None, None, None
+        gy = torch.zeros_like(u) if gy is None else gy.contiguous()
+        g_new = None if g_new is None else g_new.contiguous()
+        gu, gstate, gdA, gdB, gC = launch_step_bwd(u, state, dA, dB, C, D, gy, g_new)
+        if need_dA:  # without a state dA multiplies zero
+            gdA = torch.zeros_like(dA) if gdA is None else gdA.sum(0)
+        return (gu if need_u else None,
+                gstate if need_state else None,
+                gdA if need_dA else None,
+                gdB.sum(0) if need_dB else None,
+                gC.sum(0) if need_C else None,
+                (gy * u).sum(0) if need_D else None)
+
+
+def validate_params(op: str, u: torch.Tensor, batch, dA, dB, C, D, state) -> torch.device:
+    """Checks shared by ssm_step and ssm_scan: u real of the precision of dA, dB and C (H, N) with
+    H = batch[1], D (H,) real, state (*batch, N) complex; all on one device."""
+    B, H = batch
+    for name, t in (("dA", dA), ("dB", dB), ("C", C)):
+        ck.check_tensor(op, name, t, ndim=2)
+        ck.check_complex(op, name, t)
+    ck.check_same_dtype(op, ("dA", "dB", "C"), (dA, dB, C))
+    if u.is_complex():
+        raise TypeError(f"{op}: u must be real ({ck.real_dtype_of(dA.dtype)}), got {u.dtype}")
+    ck.check_modes(op, "dA", dA)
+    N = dA.shape[-1]
+    for name, t in (("dA", dA), ("dB", dB), ("C", C)):
+        ck.check_shape(op, f"{name} (H = u.shape[1], N)", t, (H, N))
+    ck.check_precision_matches(op, "u", u, "dA", dA)
+    names, tensors = ["u", "dA", "dB", "C"], [u, dA, dB, C]
+    if D is not None:
+        ck.check_tensor(op, "D", D, ndim=1)
+        ck.check_precision_matches(op, "D", D, "dA", dA)
+        ck.check_shape(op, "D (H,)", D, (H,))
+        names.append("D")
+        tensors.append(D)
+    if state is not None:
+        ck.check_tensor(op, "state", state, ndim=3)
+        ck.check_complex(op, "state", state)
+        ck.check_same_dtype(op, ("dA", "state"), (dA, state))
+        ck.check_shape(op, "state (B, H, N)", state, (B, H, N))
+        names.append("state")
+        tensors.append(state)
+    return ck.check_same_device(op, names, tensors)
+
+
+def _validate(u, state, dA, dB, C, D):
+    ck.check_tensor(OP, "u", u, ndim=2)
+    return validate_params(OP, u, tuple(u.shape), dA, dB, C, D, state)
+
+
+def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: torch.Tensor,
+             C: torch.Tensor, D: torch.Tensor | None = None, *, backend: str = "auto"):
+    """One step: new_state = dA * state + dB * u,  y = 2 * Re( sum_n C * new_state ) + D * u.
+
+    Args:
+        u: real (B, H), float32 with complex64 parameters (float64 with complex128).
+        state: complex (B, H, N), or None for the zero state.
+        dA, dB, C: complex (H, N), the discretised modes, input and output vectors.
+        D: real (H,) feedthrough, or None.
+        backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
+    Returns:
+        (y real (B, H), new_state complex (B, H, N)). Differentiable in u, state, dA, dB, C, D.
+
+    Example (decode a sequence one step at a time):
+        >>> import torch, dssm_kernels as dk
+        >>> H, N = 2, 4
+        >>> dA = torch.full((H, N), 0.9 + 0.1j, dtype=torch.complex64)
+        >>> dB = torch.ones(H, N, dtype=torch.complex64)
+        >>> C = torch.ones(H, N, dtype=torch.complex64)
+        >>> state = torch.zeros(1, H, N, dtype=torch.complex64)
+        >>> for u_t in torch.randn(3, 1, H):
+        ...     y_t, state = dk.ssm_step(u_t, state, dA, dB, C)
+        >>> y_t.shape, state.shape
+        (torch.Size([1, 2]), torch.Size([1, 2, 4]))
+    """
+    device = _validate(u, state, dA, dB, C, D)
+    if resolve_backend(OP, backend, device) == "reference":
+        return ssm_step_ref(u, state, dA, dB, C, D)
+    return SsmStepFunction.apply(u, state, dA, dB, C, D)
