@@ -36,3 +36,18 @@ def round_to_bf16(x):
     bits = x.to(tl.uint32, bitcast=True)
     bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
     return bits.to(tl.float32, bitcast=True).to(tl.bfloat16)
+
+
+@triton.jit
+def load_complex(ptr, off, mask):
+    """(real, imag) of the complex elements at real-view offsets `off` (0 where masked)."""
+    return tl.load(ptr + off, mask=mask, other=0.0), tl.load(ptr + off + 1, mask=mask, other=0.0)
+
+
+@triton.jit
+def load_modes(dA_ptr, dB_ptr, C_ptr, off, mask):
+    """(dA, dB, C) of a diagonal SSM at real-view offsets `off`, as six real tiles (re, im each)."""
+    dar, dai = load_complex(dA_ptr, off, mask)
+    dbr, dbi = load_complex(dB_ptr, off, mask)
+    cr, ci = load_complex(C_ptr, off, mask)
+    return dar, dai, dbr, dbi, cr, ci

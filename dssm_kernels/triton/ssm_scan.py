@@ -21,13 +21,9 @@ backward) and per-row gradient partials are written.
 import triton
 import triton.language as tl
 
+from dssm_kernels.triton._common import load_complex, load_modes
+
 MAX_LEVELS = tl.constexpr(16)  # log2 of the largest BLOCK_T; compiled globals must be tl.constexpr
-
-
-@triton.jit
-def load_complex(ptr, off, mask):
-    """(real, imag) of the complex elements at real-view offsets `off` (0 where masked)."""
-    return tl.load(ptr + off, mask=mask, other=0.0), tl.load(ptr + off + 1, mask=mask, other=0.0)
 
 
 @triton.jit
@@ -174,9 +170,7 @@ def ssm_scan_fwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, state_ptr, y_ptr, l
     n_mask = n < N
     j = tl.arange(0, BLOCK_T)
     mode_off = (h * N + n) * 2
-    dar, dai = load_complex(dA_ptr, mode_off, n_mask)
-    dbr, dbi = load_complex(dB_ptr, mode_off, n_mask)
-    cr, ci = load_complex(C_ptr, mode_off, n_mask)
+    dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, n_mask)
     if HAS_D:
         d = tl.load(D_ptr + h)
     state_off = (row * N + n) * 2
@@ -224,9 +218,7 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
     n_mask = n < N
     j = tl.arange(0, BLOCK_T)
     mode_off = (h * N + n) * 2
-    dar, dai = load_complex(dA_ptr, mode_off, n_mask)
-    dbr, dbi = load_complex(dB_ptr, mode_off, n_mask)
-    cr, ci = load_complex(C_ptr, mode_off, n_mask)
+    dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, n_mask)
     if HAS_D:
         d = tl.load(D_ptr + h)
     state_off = (row * N + n) * 2

@@ -9,7 +9,7 @@ dA, dB, C are (H, N), read at row h = r % H.
 import triton
 import triton.language as tl
 
-from dssm_kernels.triton.ssm_scan import load_complex
+from dssm_kernels.triton._common import load_complex, load_modes
 
 
 @triton.jit
@@ -26,9 +26,7 @@ def ssm_step_fwd_kernel(u_ptr, state_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, y_ptr, n
         mask = r_mask[:, None] & (n < N)[None, :]
         mode_off = (h[:, None] * N + n[None, :]) * 2
         state_off = (r[:, None] * N + n[None, :]) * 2
-        dar, dai = load_complex(dA_ptr, mode_off, mask)
-        dbr, dbi = load_complex(dB_ptr, mode_off, mask)
-        cr, ci = load_complex(C_ptr, mode_off, mask)
+        dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, mask)
         xr = dbr * u[:, None]
         xi = dbi * u[:, None]
         if HAS_STATE:
@@ -65,9 +63,7 @@ def ssm_step_bwd_kernel(u_ptr, state_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, gy_ptr, 
         mask = r_mask[:, None] & (n < N)[None, :]
         mode_off = (h[:, None] * N + n[None, :]) * 2
         state_off = (r[:, None] * N + n[None, :]) * 2
-        dar, dai = load_complex(dA_ptr, mode_off, mask)
-        dbr, dbi = load_complex(dB_ptr, mode_off, mask)
-        cr, ci = load_complex(C_ptr, mode_off, mask)
+        dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, mask)
         lam_r = 2.0 * gy[:, None] * cr
         lam_i = -2.0 * gy[:, None] * ci
         if HAS_GNEW:
