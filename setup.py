@@ -13,21 +13,31 @@ import sys
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Why dssm_kernels._C is missing, for the "cpp" backend's error message (absent when it was built).
+STATUS_FILE = os.path.join(HERE, "dssm_kernels", "_C_status.txt")
+
+
+def _record_status(reason):
+    print(f"dssm_kernels: {reason}", file=sys.stderr)
+    with open(STATUS_FILE, "w") as f:
+        f.write(reason + "\n")
 
 
 def _extension_setup():
-    """(ext_modules, cmdclass) for dssm_kernels._C, or ([], {}) with a printed reason."""
+    """(ext_modules, cmdclass) for dssm_kernels._C, or ([], {}) with the reason recorded."""
+    if os.path.exists(STATUS_FILE):
+        os.remove(STATUS_FILE)
     if os.environ.get("DSSM_NO_EXTENSION", "0") == "1":
-        print("dssm_kernels: DSSM_NO_EXTENSION=1, not building dssm_kernels._C", file=sys.stderr)
+        _record_status("the C++ extension was switched off at install time (DSSM_NO_EXTENSION=1)")
         return [], {}
     cpu_sources = sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     if not cpu_sources:
-        print("dssm_kernels: no C++ sources in csrc/cpu, not building dssm_kernels._C", file=sys.stderr)
+        _record_status("there were no C++ sources in csrc/cpu at install time")
         return [], {}
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError as exc:  # torch must be installed first (see README)
-        print(f"dssm_kernels: torch not importable ({exc}); not building dssm_kernels._C", file=sys.stderr)
+        _record_status(f"torch was not importable at install time ({exc})")
         return [], {}
 
     class OptionalBuildExtension(BuildExtension):
@@ -36,14 +46,17 @@ def _extension_setup():
         def build_extension(self, ext):
             try:
                 super().build_extension(ext)
-            except Exception as exc:  # the failure reason is printed and "cpp" reports it at run time
-                print(f"dssm_kernels: building {ext.name} failed, installing without it: {exc}",
-                      file=sys.stderr)
+            except Exception as exc:  # recorded, and the "cpp" backend reports it at run time
+                _record_status(f"building {ext.name} failed at install time: {type(exc).__name__}: {exc}")
 
+    # -march=native: the extension is built on the machine that runs it (set-up compiles it there);
+    # DSSM_CPU_ARCH overrides it for a portable build (e.g. DSSM_CPU_ARCH=x86-64-v3).
+    arch = os.environ.get("DSSM_CPU_ARCH", "native")
     ext = CppExtension(
         "dssm_kernels._C",
         cpu_sources,
-        extra_compile_args={"cxx": ["-O3", "-fopenmp", "-march=native"]},
+        include_dirs=[os.path.join(HERE, "csrc", "cpu")],
+        extra_compile_args={"cxx": ["-O3", "-fopenmp", f"-march={arch}", "-mprefer-vector-width=512"]},
         extra_link_args=["-fopenmp"],
     )
     return [ext], {"build_ext": OptionalBuildExtension.with_options(use_ninja=True)}

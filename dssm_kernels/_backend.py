@@ -2,9 +2,10 @@
 
 Rules (DESIGN.md): each op takes ``backend="auto" | "reference" | "triton" | "cpp"``; the environment
 variable ``DSSM_BACKEND`` overrides "auto" (read at call time). "auto" picks Triton for CUDA tensors
-and the fastest working path for CPU tensors (the reference until the C++ kernels exist; the Triton
-interpreter is correct but far slower). A backend named explicitly that cannot run raises
-RuntimeError with the reason: there is no silent fallback.
+and the fastest working path for CPU tensors: the C++ kernels of dssm_kernels._C where the op has
+one and the extension is built (otherwise the reference, with a one-time warning saying why); the
+Triton interpreter is correct but far slower and never chosen by "auto". A backend named
+explicitly that cannot run raises RuntimeError with the reason: there is no silent fallback.
 
 Triton kernels are imported lazily, on first use, because ``triton.jit`` reads ``TRITON_INTERPRET``
 when a kernel is defined: setting it before the first Triton call is enough to run them on the CPU.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import warnings
 
 import torch
 
@@ -58,20 +60,32 @@ def triton_unavailable_reason(device: torch.device) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def cpp_unavailable_reason() -> str | None:
-    """None if the compiled extension dssm_kernels._C is importable, else why not."""
+    """None if the compiled extension dssm_kernels._C loads, else why not (setup.py records why it
+    skipped or failed the build in dssm_kernels/_C_status.txt)."""
     try:
         importlib.import_module("dssm_kernels._C")
     except ImportError as exc:
-        return ("the C++ extension dssm_kernels._C is not built (its CPU kernels are not written yet, "
-                f"or the build was skipped or failed at install time: {exc})")
+        status = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_C_status.txt")
+        if os.path.exists(status):
+            with open(status) as f:
+                why = f.read().strip()
+        else:
+            why = f"it does not import ({exc})"
+        return (f"the C++ extension dssm_kernels._C is not built: {why}. Reinstall with "
+                "`bash scripts/setup.sh` (README) to build it")
     return None
 
 
-def _cpp_op_reason(op: str) -> str | None:
-    reason = cpp_unavailable_reason()
-    if reason is not None:
-        return reason
-    return f"the C++ extension has no kernel for {op}"
+_warned_cpp = False
+
+
+def _warn_cpp_unavailable_once(reason: str) -> None:
+    """"auto" falls back to the reference on CPU without the extension: say so once, not per call."""
+    global _warned_cpp
+    if not _warned_cpp:
+        _warned_cpp = True
+        warnings.warn(f"dssm_kernels: the fast CPU backend 'cpp' is unavailable, so CPU tensors run the "
+                      f"plain-torch reference: {reason}", RuntimeWarning, stacklevel=3)
 
 
 def resolve_backend(op: str, backend: str, device: torch.device, has_cpp: bool = False) -> str:
@@ -90,15 +104,18 @@ def resolve_backend(op: str, backend: str, device: torch.device, has_cpp: bool =
             return resolve_backend(op, env, device, has_cpp)
         if device.type == "cuda" and triton_unavailable_reason(device) is None:
             return "triton"
-        if device.type == "cpu" and has_cpp and cpp_unavailable_reason() is None:
-            return "cpp"
+        if device.type == "cpu" and has_cpp:
+            reason = cpp_unavailable_reason()
+            if reason is None:
+                return "cpp"
+            _warn_cpp_unavailable_once(reason)
         return "reference"
     if backend == "triton":
         reason = triton_unavailable_reason(device)
         if reason is not None:
             raise RuntimeError(f"{op}: backend 'triton' is unavailable: {reason}")
     elif backend == "cpp":
-        reason = _cpp_op_reason(op) if not has_cpp else cpp_unavailable_reason()
+        reason = cpp_unavailable_reason() if has_cpp else f"the C++ extension has no kernel for {op}"
         if reason is None and device.type != "cpu":
             reason = f"the C++ kernels run on CPU tensors, got tensors on {device}"
         if reason is not None:

@@ -5,6 +5,8 @@ import math
 
 import torch
 
+from dssm_kernels._backend import cpp_unavailable_reason
+
 NS = (1, 3, 32, 33)
 LS = (1, 7, 129, 1000)
 BATCHES = ((), (2,), (2, 3))
@@ -40,3 +42,9 @@ def s4d_lin(H: int, N: int, g: torch.Generator, dt_min=1e-3, dt_max=1e-1):
     dB = (torch.exp(dtA) - 1) / A
     C = crandn(H, N, g=g)
     return A, dt, dtA, dB, C
+
+
+def backends_under_test(has_cpp: bool = True) -> list[str]:
+    """Triton always (compiled on a GPU, interpreted on a CPU); "cpp" where the op has C++ kernels and
+    the extension is built (test_extension.py fails CI if it should have been and was not)."""
+    return ["triton"] + (["cpp"] if has_cpp and cpp_unavailable_reason() is None else [])

@@ -4,14 +4,14 @@ import math
 import pytest
 import torch
 
-from cases import GRID, crandn, gen, s4d_lin, stable_modes
+from cases import GRID, backends_under_test, crandn, gen, s4d_lin, stable_modes
 import importlib
 
 cauchy_mod = importlib.import_module("dssm_kernels.ops.cauchy")  # the package attribute is the function
 from dssm_kernels.ops.cauchy import cauchy, cauchy_ref
 from parity import check_parity
 
-BACKENDS = ["triton"]
+BACKENDS = backends_under_test()
 
 
 def _points(L, g):
@@ -91,9 +91,9 @@ def test_grad_only_where_asked(backend, device, monkeypatch):
     squares = []
     launch = cauchy_mod.launch_cauchy_rows
 
-    def recording_launch(*args, square=False):
+    def recording_launch(*args, square=False, **kwargs):
         squares.append(square)
-        return launch(*args, square=square)
+        return launch(*args, square=square, **kwargs)
 
     monkeypatch.setattr(cauchy_mod, "launch_cauchy_rows", recording_launch)
     v, z, w = (t.to(torch.complex64) for t in (inputs["v"], inputs["z"], inputs["w"]))

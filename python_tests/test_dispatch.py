@@ -42,8 +42,25 @@ def test_env_overrides_auto_but_not_an_explicit_backend(monkeypatch):
 
 
 def test_auto_on_cpu_is_the_fastest_cpu_path():
-    # Until the C++ kernels exist the reference is the fastest CPU path; the interpreter is far slower.
-    assert not _ran_triton(dk.vandermonde(*_grad_args()))
+    """C++ where built, else the reference; never the (far slower) Triton interpreter."""
+    cpu = torch.device("cpu")
+    expected = "cpp" if _backend.cpp_unavailable_reason() is None else "reference"
+    assert _backend.resolve_backend("vandermonde", "auto", cpu, has_cpp=True) == expected
+    # an op without C++ kernels runs the reference
+    assert _backend.resolve_backend("fftconv", "auto", cpu, has_cpp=False) == "reference"
+
+
+def test_cpp_unavailable_warns_once(monkeypatch):
+    monkeypatch.setattr(_backend, "cpp_unavailable_reason", lambda: "it was switched off (test)")
+    monkeypatch.setattr(_backend, "_warned_cpp", False)
+    cpu = torch.device("cpu")
+    with pytest.warns(RuntimeWarning, match=r"'cpp' is unavailable, so CPU tensors run the plain-torch reference: "
+                                             r"it was switched off \(test\)"):
+        assert _backend.resolve_backend("vandermonde", "auto", cpu, has_cpp=True) == "reference"
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _backend.resolve_backend("cauchy", "auto", cpu, has_cpp=True) == "reference"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -53,11 +70,24 @@ def test_auto_on_cuda_is_triton():
 
 
 def test_cpp_says_why_it_is_unavailable(monkeypatch):
-    with pytest.raises(RuntimeError, match=r"vandermonde: backend 'cpp' is unavailable: .*not built"):
+    monkeypatch.setattr(_backend, "cpp_unavailable_reason",
+                        lambda: "the C++ extension dssm_kernels._C is not built: it was switched off (test)")
+    with pytest.raises(RuntimeError, match=r"vandermonde: backend 'cpp' is unavailable: .*not built: it was switched off"):
         dk.vandermonde(*_args(), backend="cpp")
     monkeypatch.setenv("DSSM_BACKEND", "cpp")
     with pytest.raises(RuntimeError, match=r"backend 'cpp' is unavailable"):
         dk.vandermonde(*_args())
+
+
+def test_cpp_for_an_op_without_cpp_kernels():
+    with pytest.raises(RuntimeError, match=r"fftconv: backend 'cpp' is unavailable: the C\+\+ extension has no kernel for fftconv"):
+        dk.fftconv(torch.ones(1, 1, 4), torch.ones(1, 4), backend="cpp")
+
+
+def test_cpp_on_cuda_tensors_says_why(monkeypatch):
+    monkeypatch.setattr(_backend, "cpp_unavailable_reason", lambda: None)
+    with pytest.raises(RuntimeError, match=r"'cpp' is unavailable: the C\+\+ kernels run on CPU tensors, got tensors on meta"):
+        _backend.resolve_backend("vandermonde", "cpp", torch.device("meta"), has_cpp=True)
 
 
 def test_triton_on_cpu_without_interpreter_says_why(monkeypatch):

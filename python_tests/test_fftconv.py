@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from cases import GRID, gen, s4d_lin
+from cases import GRID, backends_under_test, gen, s4d_lin
 from dssm_kernels.ops.fftconv import fft_length, fftconv, fftconv_ref
 from dssm_kernels.ops.vandermonde import vandermonde_ref
 from parity import check_parity
 
-BACKENDS = ["triton"]
+BACKENDS = backends_under_test(has_cpp=False)
 OP = "fftconv"
 F64 = torch.float64
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cases import BATCHES, GRID, NS, crandn, gen, s4d_lin, stable_modes
+from cases import BATCHES, GRID, NS, backends_under_test, crandn, gen, s4d_lin, stable_modes
 import importlib
 
 scan_module = importlib.import_module("dssm_kernels.ops.ssm_scan")  # the package attribute is the function
@@ -10,7 +10,7 @@ from dssm_kernels.ops.ssm_scan import ssm_scan, ssm_scan_ref
 from dssm_kernels.ops.ssm_step import ssm_step, ssm_step_ref
 from parity import check_parity, rel_rms
 
-BACKENDS = ["triton"]
+BACKENDS = backends_under_test()
 # The GRID's batch shapes name the (B, H) of u: () -> one sequence, (2,) -> two, (2, 3) -> 2 x 3 channels.
 BH = {(): (1, 1), (2,): (2, 1), (2, 3): (2, 3)}
 
@@ -89,7 +89,7 @@ def test_float64(backend, extras, device):
     _check_step(backend, {k: t.to(device) for k, t in inputs.items()}, tol64=1e-10)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ["triton"])  # Triton's two in-chunk scans; C++ has one loop
 @pytest.mark.parametrize("native", [True, False])
 def test_scan_paths_small_chunks(backend, native, device, monkeypatch):
     """Both in-chunk scans with 16-step chunks, as a GPU runs them (several chunks, a partial last one):

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 import dssm_kernels as dk
-from cases import GRID, crandn, gen, s4d_lin, stable_modes
+from cases import GRID, backends_under_test, crandn, gen, s4d_lin, stable_modes
 from parity import check_parity
 
-BACKENDS = ["triton"]
+BACKENDS = backends_under_test()
 
 
 def _vandermonde_inputs(N, L, batch, seed):

@@ -14,7 +14,9 @@ fi
 VPY=.venv/bin/python
 
 stamp=.venv/.dssm-setup-stamp
-fingerprint=$(cat requirements.txt setup.py pyproject.toml scripts/setup.sh $(find csrc -type f 2>/dev/null | sort) | sha256sum | cut -d' ' -f1)
+# the build switches count too: changing one rebuilds the extension
+fingerprint=$( (cat requirements.txt setup.py pyproject.toml scripts/setup.sh $(find csrc -type f 2>/dev/null | sort);
+               echo "DSSM_NO_EXTENSION=${DSSM_NO_EXTENSION:-} DSSM_CPU_ARCH=${DSSM_CPU_ARCH:-}") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] && "$VPY" -c "import dssm_kernels" 2>/dev/null; then
   exit 0
 fi

@@ -13,6 +13,7 @@ import torch
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops import _cpp
 from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
 
 OP = "cauchy"
@@ -24,9 +25,12 @@ def cauchy_ref(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tenso
     return (v / (z - w) + v.conj() / (z - w.conj())).sum(-2)
 
 
-def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square: bool = False) -> torch.Tensor:
+def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square: bool = False,
+                       backend: str = "triton") -> torch.Tensor:
     """sum_n v[r, n] / (z_j - w[r, n])^p + conj(v[r, n]) / (z_j - conj(w[r, n]))^p, p = 2 if `square`
     else 1, for contiguous complex (R, N) v, w and (L,) z; returns complex (R, L)."""
+    if backend == "cpp":
+        return _cpp.ops().cauchy_rows(v, z, w, square)
     R, N = w.shape
     L = z.shape[0]
     out = new_output((R, L), dtype=w.dtype, device=w.device)
@@ -43,9 +47,12 @@ def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square
 
 
 def launch_cauchy_modes(g: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor,
-                        need_v: bool, need_w: bool):
+                        need_v: bool, need_w: bool, backend: str = "triton"):
     """(grad_v, grad_w) of CauchyFunction for contiguous complex (R, L) g, (R, N) v, w, (L,) z;
     each is None unless asked for."""
+    if backend == "cpp":
+        gv, gw = _cpp.ops().cauchy_modes(g, v, z, w, need_v, need_w)
+        return (gv if need_v else None), (gw if need_w else None)
     R, N = w.shape
     L = z.shape[0]
     gv = new_output((R, N), dtype=w.dtype, device=w.device) if need_v else None
@@ -66,7 +73,7 @@ def launch_cauchy_modes(g: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: to
 
 
 class CauchyFunction(torch.autograd.Function):
-    """Triton forward and backward. Backward (PyTorch's complex-gradient convention), g = grad of k:
+    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). Backward (PyTorch's complex-gradient convention), g = grad of k:
         grad_v[n] = sum_j  g_j / (conj z_j - conj w_n)    + conj( g_j / (conj z_j - w_n) )
         grad_w[n] = conj(v_n) * sum_j  g_j / (conj z_j - conj w_n)^2  + conj(g_j) / (z_j - conj w_n)^2
         grad_z[j] = - sum_rows g_j * conj(D_j),   D_j = sum_n v_n / (z_j - w_n)^2 + conj(v_n) / (z_j - conj w_n)^2
@@ -75,13 +82,14 @@ class CauchyFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, v, z, w):
+    def forward(ctx, v, z, w, backend):
         shape = torch.broadcast_shapes(v.shape, w.shape)
         N, L = shape[-1], z.shape[0]
         vs = v.expand(shape).contiguous().reshape(-1, N)
         ws = w.expand(shape).contiguous().reshape(-1, N)
         zs = z.contiguous()
-        out = launch_cauchy_rows(vs, zs, ws)
+        out = launch_cauchy_rows(vs, zs, ws, backend=backend)
+        ctx.backend = backend
         ctx.save_for_backward(vs, zs, ws)
         ctx.shapes = (v.shape, w.shape, shape)
         return out.reshape(*shape[:-1], L)
@@ -92,14 +100,14 @@ class CauchyFunction(torch.autograd.Function):
         v_shape, w_shape, shape = ctx.shapes
         need_v, need_z, need_w = ctx.needs_input_grad[:3]
         g = g.reshape(-1, zs.shape[0]).contiguous()
-        gv, gw = launch_cauchy_modes(g, vs, zs, ws, need_v, need_w)
+        gv, gw = launch_cauchy_modes(g, vs, zs, ws, need_v, need_w, backend=ctx.backend)
         grad_v = ck.sum_to_shape(gv.reshape(shape), v_shape) if need_v else None
         grad_w = ck.sum_to_shape(gw.reshape(shape), w_shape) if need_w else None
         grad_z = None
         if need_z:
-            D = launch_cauchy_rows(vs, zs, ws, square=True)
+            D = launch_cauchy_rows(vs, zs, ws, square=True, backend=ctx.backend)
             grad_z = -(g * D.conj()).sum(0)
-        return grad_v, grad_z, grad_w
+        return grad_v, grad_z, grad_w, None
 
 
 def _validate(v, z, w):
@@ -139,6 +147,7 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
         torch.Size([5])
     """
     device = _validate(v, z, w)
-    if resolve_backend(OP, backend, device) == "reference":
+    backend = resolve_backend(OP, backend, device, has_cpp=True)
+    if backend == "reference":
         return cauchy_ref(v, z, w)
-    return CauchyFunction.apply(v, z, w)
+    return CauchyFunction.apply(v, z, w, backend)

@@ -13,6 +13,7 @@ from torch.autograd.function import once_differentiable
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops import _cpp
 from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
 from dssm_kernels.ops.ssm_step import _real_view, ssm_step_ref, validate_params
 
@@ -42,10 +43,17 @@ def _scan_config(N: int, L: int, device: torch.device) -> dict:
     return dict(NATIVE=True, BLOCK_N=block_n, BLOCK_T=pow2_block(L, 16, max(16, min(64, 2048 // block_n))))
 
 
-def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool):
+# Steps per checkpoint of the C++ backward: its rebuilt chunk of states (CPP_CHUNK x N) stays in L1.
+CPP_CHUNK = 64
+
+
+def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool, backend: str = "triton"):
     """(y, last_state, checkpoints, config) for contiguous inputs. checkpoints (B, H, n_chunks, N) holds
     the state entering each chunk of BLOCK_T steps (None unless `save_checkpoints`); the backward
     must run with the same config."""
+    if backend == "cpp":
+        y, last, ckpt = _cpp.ops().ssm_scan_fwd(u, dA, dB, C, D, state, save_checkpoints, CPP_CHUNK)
+        return y, last, (ckpt if save_checkpoints else None), {"BLOCK_T": CPP_CHUNK}
     B, H, L = u.shape
     N = dA.shape[-1]
     cfg = _scan_config(N, L, u.device)
@@ -63,8 +71,10 @@ def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool):
     return y, last, ckpt, cfg
 
 
-def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last):
+def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last, backend: str = "triton"):
     """(grad_u, grad_state, grad_dA, grad_dB, grad_C); the mode gradients per row (B, H, N)."""
+    if backend == "cpp":
+        return _cpp.ops().ssm_scan_bwd(u, dA, dB, C, D, ckpt, cfg["BLOCK_T"], gy, g_last)
     B, H, L = u.shape
     N = dA.shape[-1]
     dev = u.device
@@ -81,7 +91,8 @@ def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last):
 
 
 class SsmScanFunction(torch.autograd.Function):
-    """Triton forward and backward. With the adjoint (PyTorch's complex-gradient convention)
+    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With the adjoint
+    (PyTorch's complex-gradient convention)
         lambda_t = 2 * gy_t * conj(C) + conj(dA) * lambda_{t+1},   lambda_{L-1} += g_last,
     and prev_t = x_{t-1} (prev_0 = state):
         grad_dA = sum_{b,t} lambda_t * conj(prev_t),   grad_dB = sum_{b,t} lambda_t * u_t,
@@ -92,11 +103,12 @@ class SsmScanFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, dA, dB, C, D, state):
+    def forward(ctx, u, dA, dB, C, D, state, backend):
         u, dA, dB, C = (t.contiguous() for t in (u, dA, dB, C))
         D = None if D is None else D.contiguous()
         state = None if state is None else state.contiguous()
-        y, last, ckpt, cfg = launch_scan_fwd(u, dA, dB, C, D, state, any(ctx.needs_input_grad))
+        y, last, ckpt, cfg = launch_scan_fwd(u, dA, dB, C, D, state, any(ctx.needs_input_grad), backend)
+        ctx.backend = backend
         ctx.save_for_backward(u, dA, dB, C, D, ckpt)
         ctx.cfg = cfg
         ctx.set_materialize_grads(False)
@@ -106,18 +118,19 @@ class SsmScanFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gy, g_last):
         u, dA, dB, C, D, ckpt = ctx.saved_tensors
-        need_u, need_dA, need_dB, need_C, need_D, need_state = ctx.needs_input_grad
+        need_u, need_dA, need_dB, need_C, need_D, need_state = ctx.needs_input_grad[:6]
         if gy is None and g_last is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         gy = torch.zeros_like(u) if gy is None else gy.contiguous()
         g_last = None if g_last is None else g_last.contiguous()
-        gu, gstate, gdA, gdB, gC = launch_scan_bwd(u, dA, dB, C, D, ckpt, ctx.cfg, gy, g_last)
+        gu, gstate, gdA, gdB, gC = launch_scan_bwd(u, dA, dB, C, D, ckpt, ctx.cfg, gy, g_last, ctx.backend)
         return (gu if need_u else None,
                 gdA.sum(0) if need_dA else None,
                 gdB.sum(0) if need_dB else None,
                 gC.sum(0) if need_C else None,
                 (gy * u).sum((0, 2), dtype=torch.float64).to(u.dtype) if need_D else None,  # B*L terms: sum in float64
-                gstate if need_state else None)
+                gstate if need_state else None,
+                None)
 
 
 def _validate(u, dA, dB, C, D, state):
@@ -156,6 +169,7 @@ def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tenso
         (True, torch.Size([1, 2, 4]))
     """
     device = _validate(u, dA, dB, C, D, state)
-    if resolve_backend(OP, backend, device) == "reference":
+    backend = resolve_backend(OP, backend, device, has_cpp=True)
+    if backend == "reference":
         return ssm_scan_ref(u, dA, dB, C, D, state)
-    return SsmScanFunction.apply(u, dA, dB, C, D, state)
+    return SsmScanFunction.apply(u, dA, dB, C, D, state, backend)

@@ -13,6 +13,7 @@ from torch.autograd.function import once_differentiable
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops import _cpp
 from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
 
 OP = "ssm_step"
@@ -43,8 +44,10 @@ def _step_blocks(N: int, device: torch.device):
     return block_r, block_n
 
 
-def launch_step_fwd(u, state, dA, dB, C, D):
+def launch_step_fwd(u, state, dA, dB, C, D, backend: str = "triton"):
     """(y, new_state) for contiguous u (B, H), state (B, H, N) or None, dA/dB/C (H, N), D (H,) or None."""
+    if backend == "cpp":
+        return _cpp.ops().ssm_step_fwd(u, state, dA, dB, C, D)
     B, H = u.shape
     N = dA.shape[-1]
     y = new_output((B, H), dtype=u.dtype, device=u.device)
@@ -61,9 +64,12 @@ def launch_step_fwd(u, state, dA, dB, C, D):
     return y, new
 
 
-def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new):
+def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, backend: str = "triton"):
     """(grad_u, grad_state, grad_dA, grad_dB, grad_C): grad_state and grad_dA are None without a
     state; the three mode gradients are per row (B, H, N), to be summed over the batch."""
+    if backend == "cpp":
+        gu, gstate, gdA, gdB, gC = _cpp.ops().ssm_step_bwd(u, state, dA, dB, C, D, gy, g_new)
+        return (gu, *((gstate, gdA) if state is not None else (None, None)), gdB, gC)
     B, H = u.shape
     N = dA.shape[-1]
     dev = u.device
@@ -85,18 +91,20 @@ def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new):
 
 
 class SsmStepFunction(torch.autograd.Function):
-    """Triton forward and backward. With lambda = g_new + 2 * gy * conj(C) (PyTorch's convention):
+    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With
+    lambda = g_new + 2 * gy * conj(C) (PyTorch's convention):
         grad_state = conj(dA) * lambda,           grad_u = Re( sum_n conj(dB) * lambda ) + D * gy,
         grad_dA = sum_b lambda * conj(state),     grad_dB = sum_b lambda * u,
         grad_C = sum_b 2 * gy * conj(new_state),  grad_D = sum_b gy * u.
     """
 
     @staticmethod
-    def forward(ctx, u, state, dA, dB, C, D):
+    def forward(ctx, u, state, dA, dB, C, D, backend):
         u, dA, dB, C = (t.contiguous() for t in (u, dA, dB, C))
         state = None if state is None else state.contiguous()
         D = None if D is None else D.contiguous()
-        y, new = launch_step_fwd(u, state, dA, dB, C, D)
+        y, new = launch_step_fwd(u, state, dA, dB, C, D, backend)
+        ctx.backend = backend
         ctx.save_for_backward(u, state, dA, dB, C, D)
         ctx.set_materialize_grads(False)
         return y, new
@@ -105,12 +113,12 @@ class SsmStepFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, gy, g_new):
         u, state, dA, dB, C, D = ctx.saved_tensors
-        need_u, need_state, need_dA, need_dB, need_C, need_D = ctx.needs_input_grad
+        need_u, need_state, need_dA, need_dB, need_C, need_D = ctx.needs_input_grad[:6]
         if gy is None and g_new is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         gy = torch.zeros_like(u) if gy is None else gy.contiguous()
         g_new = None if g_new is None else g_new.contiguous()
-        gu, gstate, gdA, gdB, gC = launch_step_bwd(u, state, dA, dB, C, D, gy, g_new)
+        gu, gstate, gdA, gdB, gC = launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, ctx.backend)
         if need_dA:  # without a state dA multiplies zero
             gdA = torch.zeros_like(dA) if gdA is None else gdA.sum(0)
         return (gu if need_u else None,
@@ -118,7 +126,8 @@ class SsmStepFunction(torch.autograd.Function):
                 gdA if need_dA else None,
                 gdB.sum(0) if need_dB else None,
                 gC.sum(0) if need_C else None,
-                (gy * u).sum(0) if need_D else None)
+                (gy * u).sum(0) if need_D else None,
+                None)
 
 
 def validate_params(op: str, u: torch.Tensor, batch, dA, dB, C, D, state) -> torch.device:
@@ -184,6 +193,7 @@ def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: 
         (torch.Size([1, 2]), torch.Size([1, 2, 4]))
     """
     device = _validate(u, state, dA, dB, C, D)
-    if resolve_backend(OP, backend, device) == "reference":
+    backend = resolve_backend(OP, backend, device, has_cpp=True)
+    if backend == "reference":
         return ssm_step_ref(u, state, dA, dB, C, D)
-    return SsmStepFunction.apply(u, state, dA, dB, C, D)
+    return SsmStepFunction.apply(u, state, dA, dB, C, D, backend)

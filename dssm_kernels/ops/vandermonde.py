@@ -11,6 +11,7 @@ import torch
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops import _cpp
 from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
 
 OP = "vandermonde"
@@ -23,8 +24,10 @@ def vandermonde_ref(v: torch.Tensor, x: torch.Tensor, L: int) -> torch.Tensor:
 
 
 def launch_vandermonde_rows(c: torch.Tensor, x: torch.Tensor, L: int, scale: float,
-                            reverse: bool = False) -> torch.Tensor:
+                            reverse: bool = False, backend: str = "triton") -> torch.Tensor:
     """scale * Re(sum_n c[r, n] exp(x[r, n] p(l))) for contiguous complex (R, N) c, x; p(l) = l or L-1-l."""
+    if backend == "cpp":
+        return _cpp.ops().vandermonde_rows(c, x, L, scale, reverse)
     R, N = x.shape
     out = new_output((R, L), dtype=ck.real_dtype_of(x.dtype), device=x.device)
     if R == 0:
@@ -38,9 +41,13 @@ def launch_vandermonde_rows(c: torch.Tensor, x: torch.Tensor, L: int, scale: flo
     return out
 
 
-def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deriv: bool):
+def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deriv: bool,
+                      backend: str = "triton"):
     """(s, ds): s[r, n] = sum_l w[r, l] exp(x[r, n] p(l)), ds the same weighted by p(l); ds is None
     unless `with_deriv`. w: contiguous real (R, L); x: contiguous complex (R, N)."""
+    if backend == "cpp":
+        s, ds = _cpp.ops().power_sums(w, x, reverse, with_deriv)
+        return s, (ds if with_deriv else None)
     R, N = x.shape
     L = w.shape[-1]
     s = new_output((R, N), dtype=x.dtype, device=x.device)
@@ -58,19 +65,20 @@ def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deri
 
 
 class VandermondeFunction(torch.autograd.Function):
-    """Triton forward and backward. Backward (PyTorch's complex-gradient convention):
+    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). Backward (PyTorch's complex-gradient convention):
         grad_v[n] = 2 * conj( sum_l g[l] exp(x[n] l) )
         grad_x[n] = 2 * conj( v[n] * sum_l g[l] * l * exp(x[n] l) )
     """
 
     @staticmethod
-    def forward(ctx, v, x, L):
+    def forward(ctx, v, x, L, backend):
         shape = torch.broadcast_shapes(v.shape, x.shape)
         c = v.expand(shape).contiguous()
         xs = x.expand(shape).contiguous()
-        out = launch_vandermonde_rows(c.reshape(-1, shape[-1]), xs.reshape(-1, shape[-1]), L, 2.0)
+        out = launch_vandermonde_rows(c.reshape(-1, shape[-1]), xs.reshape(-1, shape[-1]), L, 2.0, backend=backend)
         ctx.save_for_backward(c, xs)
         ctx.shapes = (v.shape, x.shape)
+        ctx.backend = backend
         return out.reshape(*shape[:-1], L)
 
     @staticmethod
@@ -80,13 +88,13 @@ class VandermondeFunction(torch.autograd.Function):
         N = xs.shape[-1]
         need_v, need_x = ctx.needs_input_grad[:2]
         g = g.to(ck.real_dtype_of(xs.dtype)).reshape(-1, g.shape[-1]).contiguous()
-        s, ds = launch_power_sums(g, xs.reshape(-1, N), reverse=False, with_deriv=need_x)
+        s, ds = launch_power_sums(g, xs.reshape(-1, N), reverse=False, with_deriv=need_x, backend=ctx.backend)
         grad_v = grad_x = None
         if need_v:
             grad_v = ck.sum_to_shape((2 * s.conj()).reshape(xs.shape), v_shape)
         if need_x:
             grad_x = ck.sum_to_shape((2 * (c.reshape(-1, N) * ds).conj()).reshape(xs.shape), x_shape)
-        return grad_v, grad_x, None
+        return grad_v, grad_x, None, None
 
 
 def _validate(v, x, L):
@@ -122,6 +130,7 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "aut
         torch.Size([8])
     """
     device = _validate(v, x, L)
-    if resolve_backend(OP, backend, device) == "reference":
+    backend = resolve_backend(OP, backend, device, has_cpp=True)
+    if backend == "reference":
         return vandermonde_ref(v, x, L)
-    return VandermondeFunction.apply(v, x, L)
+    return VandermondeFunction.apply(v, x, L, backend)

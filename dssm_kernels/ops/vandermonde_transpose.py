@@ -24,13 +24,13 @@ def vandermonde_transpose_ref(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor)
 
 
 class VandermondeTransposeFunction(torch.autograd.Function):
-    """Triton forward and backward. With S[n] = sum_l u[l] exp(x[n] (L-1-l)) and dS its l-weighted twin:
+    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With S[n] = sum_l u[l] exp(x[n] (L-1-l)) and dS its l-weighted twin:
         grad_v = g * conj(S),   grad_x = g * conj(v * dS),
         grad_u[l] = Re( sum_n conj(g[n]) * v[n] * exp(x[n] (L-1-l)) )
     """
 
     @staticmethod
-    def forward(ctx, u, v, x):
+    def forward(ctx, u, v, x, backend):
         L = u.shape[-1]
         modes = torch.broadcast_shapes(v.shape, x.shape)
         batch = torch.broadcast_shapes(u.shape[:-1], modes[:-1])
@@ -38,9 +38,10 @@ class VandermondeTransposeFunction(torch.autograd.Function):
         vs = v.expand(*batch, N).contiguous().reshape(-1, N)
         xs = x.expand(*batch, N).contiguous().reshape(-1, N)
         us = u.expand(*batch, L).contiguous().reshape(-1, L)
-        S, dS = launch_power_sums(us, xs, reverse=True, with_deriv=ctx.needs_input_grad[2])
+        S, dS = launch_power_sums(us, xs, reverse=True, with_deriv=ctx.needs_input_grad[2], backend=backend)
         ctx.save_for_backward(vs, xs, S, dS)
         ctx.shapes = (u.shape, v.shape, x.shape, batch)
+        ctx.backend = backend
         return (vs * S).reshape(*batch, N)
 
     @staticmethod
@@ -52,13 +53,13 @@ class VandermondeTransposeFunction(torch.autograd.Function):
         grad_u = grad_v = grad_x = None
         if ctx.needs_input_grad[0]:
             coef = (g.conj() * vs).contiguous()
-            grad_u = launch_vandermonde_rows(coef, xs, u_shape[-1], 1.0, reverse=True)
+            grad_u = launch_vandermonde_rows(coef, xs, u_shape[-1], 1.0, reverse=True, backend=ctx.backend)
             grad_u = ck.sum_to_shape(grad_u.reshape(*batch, u_shape[-1]), u_shape)
         if ctx.needs_input_grad[1]:
             grad_v = ck.sum_to_shape((g * S.conj()).reshape(*batch, N), v_shape)
         if ctx.needs_input_grad[2]:
             grad_x = ck.sum_to_shape((g * (vs * dS).conj()).reshape(*batch, N), x_shape)
-        return grad_u, grad_v, grad_x
+        return grad_u, grad_v, grad_x, None
 
 
 def _validate(u, v, x):
@@ -97,6 +98,7 @@ def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
         torch.Size([2])
     """
     device = _validate(u, v, x)
-    if resolve_backend(OP, backend, device) == "reference":
+    backend = resolve_backend(OP, backend, device, has_cpp=True)
+    if backend == "reference":
         return vandermonde_transpose_ref(u, v, x)
-    return VandermondeTransposeFunction.apply(u, v, x)
+    return VandermondeTransposeFunction.apply(u, v, x, backend)
