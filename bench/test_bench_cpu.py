@@ -1,0 +1,129 @@
+"""CPU benchmarks of the C++ backend against the plain-torch reference, at the sizes the C++ issue
+sets its targets at, plus the full-against-truncated state sweep. Run through scripts/bench_cpu.sh,
+which saves the JSON under bench/results/ and prints the ratios and rates (bench/summarize_cpu.py).
+
+Every test records what it timed in extra_info (op, backend, direction, sizes, work = the number of
+mode-steps / state updates / terms), so ratios and rates come from one run on one machine.
+"""
+import math
+
+import pytest
+import torch
+
+import dssm_kernels as dk
+from conftest import timed_backends
+
+pytestmark = pytest.mark.skipif("cpp" not in timed_backends(), reason="needs the C++ extension on a CPU")
+BACKENDS = ["reference", "cpp"]
+
+
+def _s4d(H, N, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.complex(torch.full((N,), -0.5), math.pi * torch.arange(N, dtype=torch.float32))
+    dt = torch.exp(torch.empty(H, 1).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
+    dtA = dt * A
+    dB = (torch.exp(dtA) - 1) / A
+    C = torch.complex(torch.randn(H, N, generator=g), torch.randn(H, N, generator=g))
+    return dtA, dB, C
+
+
+def _time_forward(benchmark, fn, args, backend, info, rounds):
+    benchmark.extra_info.update(info, backend=backend, direction="forward")
+    benchmark.group = f"{info['op']} forward {info.get('sizes', '')}"
+    with torch.no_grad():
+        benchmark.pedantic(lambda: fn(*args, backend=backend), rounds=rounds, warmup_rounds=1)
+
+
+def _time_backward(benchmark, fn, args, grad_idx, info, rounds):
+    """The backward pass alone: the graph is built once and replayed with retain_graph."""
+    args = [a.detach().requires_grad_(i in grad_idx) if isinstance(a, torch.Tensor) else a
+            for i, a in enumerate(args)]
+    out = fn(*args, backend="cpp")
+    outs = out if isinstance(out, tuple) else (out,)
+    weights = [torch.randn_like(o) for o in outs]
+    leaves = [args[i] for i in grad_idx]
+    benchmark.extra_info.update(info, backend="cpp", direction="backward")
+    benchmark.group = f"{info['op']} backward {info.get('sizes', '')}"
+    benchmark.pedantic(lambda: torch.autograd.grad(outs, leaves, weights, retain_graph=True),
+                       rounds=rounds, warmup_rounds=1)
+
+
+def _vandermonde_case(H=256, N=32, L=4096):
+    dtA, dB, C = _s4d(H, N)
+    return (C * dB, dtA, L), dict(op="vandermonde", sizes=f"H={H} N={N} L={L}", N=N, work=H * N * L)
+
+
+def _cauchy_case(H=256, N=32, points=2049):
+    g = torch.Generator().manual_seed(1)
+    dtA, _, C = _s4d(H, N)
+    omega = torch.exp(-2j * math.pi * torch.arange(points) / (2 * points - 1))
+    z = (2 * (1 - omega) / (1 + omega)).to(torch.complex64)
+    return (C, z, dtA), dict(op="cauchy", sizes=f"H={H} N={N} points={points}", N=N, work=H * N * points)
+
+
+def _scan_case(B=8, H=256, N=32, L=4096):
+    dtA, dB, C = _s4d(H, N)
+    u = torch.randn(B, H, L, generator=torch.Generator().manual_seed(2))
+    return (u, torch.exp(dtA), dB, C, torch.randn(H)), dict(op="ssm_scan", sizes=f"B={B} H={H} N={N} L={L}",
+                                                            N=N, work=B * H * N * L)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vandermonde_forward(benchmark, backend):
+    args, info = _vandermonde_case()
+    _time_forward(benchmark, dk.vandermonde, args, backend, info, rounds=3 if backend == "reference" else 20)
+
+
+def test_vandermonde_backward(benchmark):
+    args, info = _vandermonde_case()
+    _time_backward(benchmark, dk.vandermonde, args, (0, 1), info, rounds=20)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cauchy_forward(benchmark, backend):
+    args, info = _cauchy_case()
+    _time_forward(benchmark, dk.cauchy, args, backend, info, rounds=3 if backend == "reference" else 20)
+
+
+def test_cauchy_backward(benchmark):
+    args, info = _cauchy_case()
+    _time_backward(benchmark, dk.cauchy, args, (0, 2), info, rounds=20)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ssm_scan_forward(benchmark, backend):
+    args, info = _scan_case()
+    _time_forward(benchmark, dk.ssm_scan, args, backend, info, rounds=2 if backend == "reference" else 10)
+
+
+def test_ssm_scan_backward(benchmark):
+    args, info = _scan_case()
+    _time_backward(benchmark, dk.ssm_scan, args, (0, 1, 2, 3, 4), info, rounds=10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ssm_step(benchmark, backend):
+    B, H, N = 1, 256, 32
+    dtA, dB, C = _s4d(H, N)
+    state = torch.zeros(B, H, N, dtype=torch.complex64)
+    args = (torch.randn(B, H), state, torch.exp(dtA), dB, C, torch.randn(H))
+    benchmark.extra_info.update(op="ssm_step", sizes=f"B={B} H={H} N={N}", N=N, work=B * H * N,
+                                backend=backend, direction="forward")
+    benchmark.group = "ssm_step forward per call"
+    with torch.no_grad():
+        benchmark(lambda: dk.ssm_step(*args, backend=backend))
+
+
+@pytest.mark.parametrize("N", [4, 8, 16, 32, 64])
+@pytest.mark.parametrize("op", ["vandermonde", "ssm_scan"])
+def test_state_size_sweep(benchmark, op, N):
+    """Full against truncated state: time against N at fixed everything else (C++ backend)."""
+    if op == "vandermonde":
+        args, info = _vandermonde_case(N=N)
+        fn = dk.vandermonde
+    else:
+        args, info = _scan_case(N=N)
+        fn = dk.ssm_scan
+    info.update(sweep=True)
+    _time_forward(benchmark, fn, args, "cpp", info, rounds=10)
+    benchmark.group = f"{op} forward, state-size sweep"
