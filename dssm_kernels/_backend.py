@@ -12,7 +12,6 @@ when a kernel is defined: setting it before the first Triton call is enough to r
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import os
 import warnings
@@ -23,8 +22,21 @@ BACKENDS = ("auto", "reference", "triton", "cpp")
 _ENV = "DSSM_BACKEND"
 
 
-@functools.lru_cache(maxsize=None)
-def _triton_import_error() -> str | None:
+# The availability probes import modules and read files; torch.compile must not trace into them.
+# assume_constant_result makes dynamo call them once while tracing and bake in the answer (it is
+# ignored through functools.lru_cache, hence the explicit caches).
+_UNPROBED = object()
+_probed: dict = {}
+
+
+def _cached(key, probe):
+    value = _probed.get(key, _UNPROBED)
+    if value is _UNPROBED:
+        value = _probed[key] = probe()
+    return value
+
+
+def _probe_triton() -> str | None:
     try:
         import triton  # noqa: F401
     except Exception as exc:  # any failure to import means the backend cannot run; say which
@@ -32,6 +44,12 @@ def _triton_import_error() -> str | None:
     return None
 
 
+@torch.compiler.assume_constant_result
+def _triton_import_error() -> str | None:
+    return _cached("triton", _probe_triton)
+
+
+@torch.compiler.assume_constant_result
 def triton_interpreted() -> bool:
     """Whether Triton kernels run under the interpreter (TRITON_INTERPRET=1 when they were defined)."""
     if _triton_import_error() is not None:
@@ -58,10 +76,7 @@ def triton_unavailable_reason(device: torch.device) -> str | None:
     return f"Triton kernels do not run on device type {device.type!r}"
 
 
-@functools.lru_cache(maxsize=None)
-def cpp_unavailable_reason() -> str | None:
-    """None if the compiled extension dssm_kernels._C loads, else why not (setup.py records why it
-    skipped or failed the build in dssm_kernels/_C_status.txt)."""
+def _probe_cpp() -> str | None:
     try:
         importlib.import_module("dssm_kernels._C")
     except ImportError as exc:
@@ -74,6 +89,13 @@ def cpp_unavailable_reason() -> str | None:
         return (f"the C++ extension dssm_kernels._C is not built: {why}. Reinstall with "
                 "`bash scripts/setup.sh` (README) to build it")
     return None
+
+
+@torch.compiler.assume_constant_result
+def cpp_unavailable_reason() -> str | None:
+    """None if the compiled extension dssm_kernels._C loads, else why not (setup.py records why it
+    skipped or failed the build in dssm_kernels/_C_status.txt)."""
+    return _cached("cpp", _probe_cpp)
 
 
 _warned_cpp = False

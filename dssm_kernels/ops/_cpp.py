@@ -2,12 +2,12 @@
 
 Loading the extension registers the ops (csrc/cpu/<family>.cpp); the fake (meta) kernels below give
 torch.compile their output shapes, so a compiled model sees one op per call, not a graph break.
+Both happen when this module is imported (with dssm_kernels), so the launchers only look up
+torch.ops.dssm, which dynamo traces.
 Each op mirrors a Triton launcher of the op modules exactly (same arguments, same outputs), so one
 autograd.Function per op serves both backends.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 
@@ -64,19 +64,19 @@ def _register_fakes() -> None:
                 dA.new_empty(shape), dA.new_empty(shape))
 
 
-@functools.lru_cache(maxsize=None)
-def ops():
-    """torch.ops.dssm, after loading dssm_kernels._C and registering the fake kernels once.
-    Callers have checked availability through dssm_kernels._backend.resolve_backend."""
-    reason = cpp_unavailable_reason()
-    if reason is not None:
-        raise RuntimeError(reason)
+if cpp_unavailable_reason() is None:  # loads dssm_kernels._C, which registers the ops
     _register_fakes()
+
+
+def ops():
+    """torch.ops.dssm. Callers have checked availability through dssm_kernels._backend.resolve_backend."""
     return torch.ops.dssm
 
 
 def extension():
     """The pybind11 module dssm_kernels._C (build information, the tests' NaN-fill switch)."""
-    ops()
+    reason = cpp_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(reason)
     import dssm_kernels._C as C
     return C

@@ -43,8 +43,10 @@ def _scan_config(N: int, L: int, device: torch.device) -> dict:
     return dict(NATIVE=True, BLOCK_N=block_n, BLOCK_T=pow2_block(L, 16, max(16, min(64, 2048 // block_n))))
 
 
-# Steps per checkpoint of the C++ backward: its rebuilt chunk of states (CPP_CHUNK x N) stays in L1.
-CPP_CHUNK = 64
+# Steps per checkpoint of the C++ backward. 256 rather than 64: the backward is ~10% faster and the
+# checkpoints 4x smaller (8 MB instead of 34 MB at B=8, H=256, N=32, L=4096), which also spares
+# the page faults a fresh allocation that size costs.
+CPP_CHUNK = 256
 
 
 def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool, backend: str = "triton"):
