@@ -48,7 +48,7 @@ def specs(fp):
     ] + [
         ("ssm_scan", "ssm_scan_bwd_kernel",
          {"u_ptr": P, "dA_ptr": P, "dB_ptr": P, "C_ptr": P, "D_ptr": P, "ckpt_ptr": P, "gy_ptr": P,
-          "glast_ptr": P, "gu_ptr": P, "gstate_ptr": P, "gdA_ptr": P, "gdB_ptr": P, "gC_ptr": P,
+          "glast_ptr": P, "gu_ptr": P, "gstate_ptr": P, "gdA_ptr": P, "gdB_ptr": P, "gC_ptr": P, "gD_ptr": P,
           "H": "i32", "N": "i32", "L": "i32", "n_chunks": "i32"},
          {"HAS_D": True, "HAS_GLAST": True, "NATIVE": native, "BLOCK_N": 32, "BLOCK_T": 64})
         for native in (True, False)

@@ -97,7 +97,7 @@ std::tuple<Tensor, Tensor, Tensor> ssm_scan_fwd(const Tensor& u, const Tensor& d
   return {y, last, ckpt};
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> ssm_scan_bwd(const Tensor& u, const Tensor& dA, const Tensor& dB,
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ssm_scan_bwd(const Tensor& u, const Tensor& dA, const Tensor& dB,
                                                                 const Tensor& C, const OptTensor& D,
                                                                 const Tensor& ckpt, int64_t chunk, const Tensor& gy,
                                                                 const OptTensor& g_last) {
@@ -119,21 +119,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> ssm_scan_bwd(const Tensor& u,
   Tensor gdA = dssm::new_output({B, H, N}, dA.options());
   Tensor gdB = dssm::new_output({B, H, N}, dA.options());
   Tensor gC = dssm::new_output({B, H, N}, dA.options());
-  if (B * H == 0) return {gu, gstate, gdA, gdB, gC};
+  Tensor gD = dssm::new_output({B, H}, u.options());
+  if (B * H == 0) return {gu, gstate, gdA, gdB, gC, gD};
   if (L == 0) {
     if (Gp != nullptr) gstate.copy_(*Gp); else gstate.zero_();
     gdA.zero_();
     gdB.zero_();
     gC.zero_();
-    return {gu, gstate, gdA, gdB, gC};
+    gD.zero_();
+    return {gu, gstate, gdA, gdB, gC, gD};
   }
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ssm_scan_bwd", [&] {
     K::scan_bwd<scalar_t>(rp<scalar_t>(u), rp<scalar_t>(dA), rp<scalar_t>(dB), rp<scalar_t>(C), rp<scalar_t>(Dp),
                           rp<scalar_t>(ckpt), rp<scalar_t>(gy), rp<scalar_t>(Gp), wp<scalar_t>(gu),
-                          wp<scalar_t>(gstate), wp<scalar_t>(gdA), wp<scalar_t>(gdB), wp<scalar_t>(gC), B, H, N, L,
-                          chunk, threads());
+                          wp<scalar_t>(gstate), wp<scalar_t>(gdA), wp<scalar_t>(gdB), wp<scalar_t>(gC),
+                          wp<scalar_t>(gD), B, H, N, L, chunk, threads());
   });
-  return {gu, gstate, gdA, gdB, gC};
+  return {gu, gstate, gdA, gdB, gC, gD};
 }
 
 std::tuple<Tensor, Tensor> ssm_step_fwd(const Tensor& u, const OptTensor& state, const Tensor& dA, const Tensor& dB,
@@ -192,7 +194,7 @@ TORCH_LIBRARY_FRAGMENT(dssm, m) {
   m.def("ssm_scan_fwd(Tensor u, Tensor dA, Tensor dB, Tensor C, Tensor? D, Tensor? state, bool save_checkpoints, "
         "int chunk) -> (Tensor, Tensor, Tensor)");
   m.def("ssm_scan_bwd(Tensor u, Tensor dA, Tensor dB, Tensor C, Tensor? D, Tensor ckpt, int chunk, Tensor gy, "
-        "Tensor? g_last) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+        "Tensor? g_last) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("ssm_step_fwd(Tensor u, Tensor? state, Tensor dA, Tensor dB, Tensor C, Tensor? D) -> (Tensor, Tensor)");
   m.def("ssm_step_bwd(Tensor u, Tensor? state, Tensor dA, Tensor dB, Tensor C, Tensor? D, Tensor gy, Tensor? g_new) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");

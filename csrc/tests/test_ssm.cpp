@@ -129,7 +129,7 @@ T* ptr_or_null(std::vector<T>& v) { return v.empty() ? nullptr : v.data(); }
 
 // Naive scan over all rows: y, last, every state x_t (R, L, N), checkpoints.
 struct ScanRef {
-  std::vector<double> y, last, ckpt, gu, gstate, gdA, gdB, gC;
+  std::vector<double> y, last, ckpt, gu, gstate, gdA, gdB, gC, gD;
 };
 
 ScanRef naive_scan(const Inputs& in, int64_t chunk) {
@@ -143,6 +143,7 @@ ScanRef naive_scan(const Inputs& in, int64_t chunk) {
   o.gdA.assign(R * N * 2, 0);
   o.gdB.assign(R * N * 2, 0);
   o.gC.assign(R * N * 2, 0);
+  o.gD.assign(R, 0);
   std::vector<cd> xs((L + 1) * N);  // xs[(t + 1) * N + n] = x_t, xs[n] = x_{-1}
   for (int64_t r = 0; r < R; ++r) {
     const int64_t h = r % in.H;
@@ -180,6 +181,7 @@ ScanRef naive_scan(const Inputs& in, int64_t chunk) {
     }
     if (in.has_D)
       for (int64_t t = 0; t < L; ++t) o.gu[r * L + t] += in.D[h] * in.gy[r * L + t];
+    for (int64_t t = 0; t < L; ++t) o.gD[r] += in.gy[r * L + t] * in.u[r * L + t];
   }
   return o;
 }
@@ -212,14 +214,16 @@ void test_scan(int64_t B, int64_t H, int64_t N, int64_t L, int64_t chunk, bool h
   check(s + " scan_fwd(no ckpt) last", last2, ref.last, "scan_fwd(no ckpt) last");
 
   std::vector<T> gu(R * L, T(-7)), gst(R * N * 2, T(-7)), gdA(R * N * 2, T(-7)), gdB(R * N * 2, T(-7)),
-      gC(R * N * 2, T(-7));
+      gC(R * N * 2, T(-7)), gD(R, T(-7));
   K::scan_bwd<T>(u.data(), dA.data(), dB.data(), C.data(), ptr_or_null(D), ckpt.data(), gy.data(),
-                 ptr_or_null(gl), gu.data(), gst.data(), gdA.data(), gdB.data(), gC.data(), B, H, N, L, chunk);
+                 ptr_or_null(gl), gu.data(), gst.data(), gdA.data(), gdB.data(), gC.data(), gD.data(), B, H, N,
+                 L, chunk);
   check(s + " scan_bwd grad_u", gu, ref.gu, "scan_bwd grad_u");
   check(s + " scan_bwd grad_state", gst, ref.gstate, "scan_bwd grad_state");
   check(s + " scan_bwd grad_dA", gdA, ref.gdA, "scan_bwd grad_dA");
   check(s + " scan_bwd grad_dB", gdB, ref.gdB, "scan_bwd grad_dB");
   check(s + " scan_bwd grad_C", gC, ref.gC, "scan_bwd grad_C");
+  check(s + " scan_bwd grad_D per row", gD, ref.gD, "scan_bwd grad_D per row");
 }
 
 template <class T>

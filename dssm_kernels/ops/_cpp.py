@@ -50,7 +50,7 @@ def _register_fakes() -> None:
     def _(u, dA, dB, C, D, ckpt, chunk, gy, g_last):
         B, H, _ = u.shape
         shape = (B, H, dA.shape[-1])
-        return (u.new_empty(u.shape), *(dA.new_empty(shape) for _ in range(4)))
+        return (u.new_empty(u.shape), *(dA.new_empty(shape) for _ in range(4)), u.new_empty((B, H)))
 
     @lib.register_fake("dssm::ssm_step_fwd")
     def _(u, state, dA, dB, C, D):

@@ -74,7 +74,8 @@ def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool, backend: str
 
 
 def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last, backend: str = "triton"):
-    """(grad_u, grad_state, grad_dA, grad_dB, grad_C); the mode gradients per row (B, H, N)."""
+    """(grad_u, grad_state, grad_dA, grad_dB, grad_C, grad_D): the mode gradients per row (B, H, N),
+    grad_D per row (B, H), to be summed over the batch."""
     if backend == "cpp":
         return _cpp.ops().ssm_scan_bwd(u, dA, dB, C, D, ckpt, cfg["BLOCK_T"], gy, g_last)
     B, H, L = u.shape
@@ -82,14 +83,15 @@ def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last, backend: str = "trit
     dev = u.device
     gu = new_output((B, H, L), dtype=u.dtype, device=dev)
     gstate, gdA, gdB, gC = (new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(4))
+    gD = new_output((B, H), dtype=u.dtype, device=dev)
     if B * H > 0:
         views = [torch.view_as_real(t) for t in (gstate, gdA, gdB, gC)]
         triton_module("ssm_scan").ssm_scan_bwd_kernel[(B * H,)](
             u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
             u if D is None else D, torch.view_as_real(ckpt), gy, _real_view(g_last, views[0]),
-            gu, *views, H, N, L, ckpt.shape[2],
+            gu, *views, gD, H, N, L, ckpt.shape[2],
             HAS_D=D is not None, HAS_GLAST=g_last is not None, **cfg)
-    return gu, gstate, gdA, gdB, gC
+    return gu, gstate, gdA, gdB, gC, gD
 
 
 class SsmScanFunction(torch.autograd.Function):
@@ -98,7 +100,7 @@ class SsmScanFunction(torch.autograd.Function):
         lambda_t = 2 * gy_t * conj(C) + conj(dA) * lambda_{t+1},   lambda_{L-1} += g_last,
     and prev_t = x_{t-1} (prev_0 = state):
         grad_dA = sum_{b,t} lambda_t * conj(prev_t),   grad_dB = sum_{b,t} lambda_t * u_t,
-        grad_C = sum_{b,t} 2 * gy_t * conj(x_t),        grad_D = sum_{b,t} gy_t * u_t,
+        grad_C = sum_{b,t} 2 * gy_t * conj(x_t),        grad_D = sum_{b,t} gy_t * u_t (in the kernel),
         grad_u_t = Re( sum_n conj(dB) * lambda_t ) + D * gy_t,   grad_state = conj(dA) * lambda_0.
     The forward keeps the state entering every chunk of BLOCK_T steps, (B, H, L / BLOCK_T, N); the
     backward rebuilds each chunk's states from it, so nothing of size (B, H, N, L) is stored.
@@ -125,12 +127,12 @@ class SsmScanFunction(torch.autograd.Function):
             return None, None, None, None, None, None, None
         gy = torch.zeros_like(u) if gy is None else gy.contiguous()
         g_last = None if g_last is None else g_last.contiguous()
-        gu, gstate, gdA, gdB, gC = launch_scan_bwd(u, dA, dB, C, D, ckpt, ctx.cfg, gy, g_last, ctx.backend)
+        gu, gstate, gdA, gdB, gC, gD = launch_scan_bwd(u, dA, dB, C, D, ckpt, ctx.cfg, gy, g_last, ctx.backend)
         return (gu if need_u else None,
                 gdA.sum(0) if need_dA else None,
                 gdB.sum(0) if need_dB else None,
                 gC.sum(0) if need_C else None,
-                (gy * u).sum((0, 2), dtype=torch.float64).to(u.dtype) if need_D else None,  # B*L terms: sum in float64
+                gD.sum(0) if need_D else None,
                 gstate if need_state else None,
                 None)
 

@@ -202,7 +202,7 @@ def ssm_scan_fwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, state_ptr, y_ptr, l
 
 @triton.jit
 def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, glast_ptr,
-                        gu_ptr, gstate_ptr, gdA_ptr, gdB_ptr, gC_ptr,
+                        gu_ptr, gstate_ptr, gdA_ptr, gdB_ptr, gC_ptr, gD_ptr,
                         H, N, L, n_chunks,
                         HAS_D: tl.constexpr, HAS_GLAST: tl.constexpr,
                         NATIVE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -210,7 +210,7 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
         lambda_t = 2 * gy_t * conj(C) + conj(dA) * lambda_{t+1},   lambda_{L-1} = 2 gy conj(C) + g_last
     a reverse recurrence whose carry mu (g_last, then conj(dA) * lambda at the start of the later
     chunk) enters b at the chunk's last step. Writes grad_u per step and, per row, grad_state = the
-    final mu and the partial sums of grad_dA, grad_dB, grad_C.
+    final mu and the partial sums of grad_dA, grad_dB, grad_C, and sum_t gy_t u_t (D's gradient).
     """
     row = tl.program_id(0).to(tl.int64)
     h = row % H
@@ -229,6 +229,7 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
         mi = tl.zeros([BLOCK_N], dtype=dar.dtype)
     zero = tl.zeros([BLOCK_N], dtype=dar.dtype)
     g_dAr, g_dAi, g_dBr, g_dBi, g_Cr, g_Ci = zero, zero, zero, zero, zero, zero
+    g_D = tl.zeros([BLOCK_T], dtype=dar.dtype)
     pw_r, pw_i, pw_r_lo, pw_i_lo = _level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     # powers of conj(dA) are the conjugates of those of dA
     pwc_i = -pw_i
@@ -257,6 +258,7 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
         g_dBi += tl.sum(lam_i * u[None, :], axis=1)
         g_Cr += tl.sum(2.0 * gy[None, :] * xr, axis=1)
         g_Ci -= tl.sum(2.0 * gy[None, :] * xi, axis=1)
+        g_D += gy * u
         gu = tl.sum(dbr[:, None] * lam_r + dbi[:, None] * lam_i, axis=0)
         if HAS_D:
             gu += d * gy
@@ -274,3 +276,4 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
     tl.store(gdB_ptr + state_off + 1, g_dBi, mask=n_mask)
     tl.store(gC_ptr + state_off, g_Cr, mask=n_mask)
     tl.store(gC_ptr + state_off + 1, g_Ci, mask=n_mask)
+    tl.store(gD_ptr + row, tl.sum(g_D, axis=0))

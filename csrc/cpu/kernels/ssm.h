@@ -539,10 +539,12 @@ void scan_fwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
 }
 
 // ssm_scan backward. D, g_last may be null. ckpt from scan_fwd with the same chunk. Outputs: gu
-// (R, L); gstate, gdA, gdB, gC (R, N) complex (per-row partial gradients).
+// (R, L); gstate, gdA, gdB, gC (R, N) complex (per-row partial gradients); gD (R,) real, the
+// per-row sum_t gy_t u_t (D's gradient before the sum over the batch: the walk has both tiles at
+// hand, where a separate pass would read them again and allocate their product).
 template <class T>
 void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, const T* ckpt,
-              const T* gy, const T* g_last, T* gu, T* gstate, T* gdA, T* gdB, T* gC, int64_t B,
+              const T* gy, const T* g_last, T* gu, T* gstate, T* gdA, T* gdB, T* gC, T* gD, int64_t B,
               int64_t H, int64_t N, int64_t L, int64_t chunk, int num_threads = 0) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::W;
@@ -571,6 +573,7 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
       detail::lane_rows<const T>(g_last, N * 2, 0, r0, nr, W, in_rows);
       detail::cplx_in<T>(in_rows, nr, N, carry.data());
       for (int64_t i = 0; i < 12 * N; ++i) tot[i] = zero;
+      V gd_sum = zero, gd_comp = zero;  // sum_t gy u, compensated like the other totals
       for (int64_t sp = n_spans - 1; sp >= 0; --sp) {
         const int64_t T0 = sp * SP;
         const int64_t ns = std::min(SP, L - T0);
@@ -582,7 +585,13 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
           for (int64_t c = (T0 - SP) / chunk; c < T0 / chunk; ++c)
             detail::prefetch_rows<T>(ckpt, n_chunks * N * 2, r0, nr, c * N * 2, N * 2);
         }
-        for (int64_t j = 0; j < ns; ++j) gut[j] = p.Dv * gyt[j];
+        for (int64_t j = 0; j < ns; ++j) {
+          gut[j] = p.Dv * gyt[j];
+          const V term = ut[j] * gyt[j] - gd_comp;
+          const V next = gd_sum + term;
+          gd_comp = (next - gd_sum) - term;
+          gd_sum = next;
+        }
         for (int64_t c = (T0 + ns - 1) / chunk; c >= T0 / chunk; --c) {
           const int64_t t0 = c * chunk;
           const int64_t nt = std::min(chunk, L - t0);
@@ -599,6 +608,7 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
         }
         detail::tile_out<T>(gut.data(), L, r0, nr, T0, ns, gu);
       }
+      for (int l = 0; l < nr; ++l) gD[r0 + l] = gd_sum[l];
       T* const outs[4] = {gstate, gdA, gdB, gC};
       for (int q = 0; q < 4; ++q) {
         detail::lane_rows<T>(outs[q], N * 2, 0, r0, nr, W, out_rows);
