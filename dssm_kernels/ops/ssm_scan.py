@@ -132,7 +132,7 @@ class SsmScanFunction(torch.autograd.Function):
                 gdA.sum(0) if need_dA else None,
                 gdB.sum(0) if need_dB else None,
                 gC.sum(0) if need_C else None,
-                gD.sum(0) if need_D else None,
+                gD.sum(0, dtype=torch.float64).to(u.dtype) if need_D else None,
                 gstate if need_state else None,
                 None)
 
