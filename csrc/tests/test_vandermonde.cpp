@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "test_util.h"
 #include "kernels/vandermonde.h"
 
 namespace {
@@ -15,30 +16,8 @@ namespace {
 using cd = std::complex<double>;
 namespace K = dssm::kernels::vandermonde;
 
-struct Rng {  // xorshift64*: reproducible everywhere, no <random> distribution differences
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 2654435761u + 1) {}
-  double uniform() {
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return static_cast<double>((s * 2685821657736338717ull) >> 11) * 0x1.0p-53;
-  }
-  double normal() {
-    const double u = uniform() + 1e-300, v = uniform();
-    return std::sqrt(-2 * std::log(u)) * std::cos(6.283185307179586 * v);
-  }
-};
-
-double rel_rms(const std::vector<double>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  if (!(num == num)) return INFINITY;  // a NaN anywhere fails
-  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
-}
+using dssm_test::Rng;
+using dssm_test::rel_rms;
 
 int failures = 0;
 

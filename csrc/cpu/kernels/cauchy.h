@@ -16,6 +16,7 @@
 // rather than with L.
 #pragma once
 
+#include "common.h"
 #include <algorithm>
 #include <cstdint>
 
@@ -27,11 +28,7 @@ namespace dssm {
 namespace kernels {
 namespace cauchy {
 
-// Lanes of one 512-bit register.
-template <typename T>
-constexpr int lanes() {
-  return 64 / static_cast<int>(sizeof(T));
-}
+using common::lanes;
 
 // Points summed into partial sums before they join the totals (cauchy_modes).
 constexpr int64_t kPointBlock = 64;
@@ -41,15 +38,7 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 14;
 
 namespace detail {
 
-inline int team_size(int requested, int64_t items) {
-#ifdef _OPENMP
-  int n = requested > 0 ? requested : omp_get_max_threads();
-#else
-  int n = 1;
-  (void)requested;
-#endif
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, items)));
-}
+using common::team_size;
 
 // One tile of JT points (zr, zi) against all N modes of a row: the rows sums into (out_r, out_i).
 template <typename T, int JT, bool Square>

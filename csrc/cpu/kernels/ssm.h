@@ -32,6 +32,7 @@
 // with compensated (Kahan) summation, so the error does not grow with L (chunk = 1 included).
 #pragma once
 
+#include "common.h"
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -97,18 +98,7 @@ constexpr int64_t kStepParallelWork = int64_t(1) << 12;
 
 namespace detail {
 
-// Threads for a parallel region over `items` independent work items: `requested` (<= 0: the OpenMP
-// default), at most one per item.
-inline int team_size(int requested, int64_t items) {
-#ifdef _OPENMP
-  int n = requested > 0 ? requested : omp_get_max_threads();
-#else
-  int n = 1;
-  (void)requested;
-#endif
-  if (items < n) n = int(items > 0 ? items : 1);
-  return n;
-}
+using common::team_size;
 
 // An uninitialised, vector-aligned array of n vectors of T (std::vector of the vector type would
 // drop its attributes in the template argument).

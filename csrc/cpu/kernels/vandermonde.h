@@ -35,6 +35,7 @@
 // twin for ds) per mode and contracts with P_j once at the end.
 #pragma once
 
+#include "common.h"
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -48,11 +49,7 @@ namespace dssm {
 namespace kernels {
 namespace vandermonde {
 
-// Lanes of one 512-bit register: one block of consecutive positions.
-template <typename T>
-constexpr int lanes() {
-  return 64 / static_cast<int>(sizeof(T));
-}
+using common::lanes;
 
 // Blocks per span between exact anchors (see the header comment for why 64).
 constexpr int kAnchorBlocks = 64;
@@ -62,16 +59,7 @@ constexpr int64_t kMinParallelWork = int64_t(1) << 15;
 
 namespace detail {
 
-// Threads for a parallel region: `requested` (<= 0: the OpenMP default), at most one per work item.
-inline int team_size(int requested, int64_t items) {
-#ifdef _OPENMP
-  int n = requested > 0 ? requested : omp_get_max_threads();
-#else
-  int n = 1;
-  (void)requested;
-#endif
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n, items)));
-}
+using common::team_size;
 
 // t reduced to about [-pi, pi]: Cody-Waite with a two-part 2 pi; the fma makes t - k * hi exact.
 inline double reduce_phase(double t) {
