@@ -90,6 +90,10 @@ def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, backend: str = "triton"):
     return gu, gstate, gdA, gdB, gC
 
 
+def _contiguous(u, state, dA, dB, C, D):
+    return tuple(None if t is None else t.contiguous() for t in (u, state, dA, dB, C, D))
+
+
 class SsmStepFunction(torch.autograd.Function):
     """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With
     lambda = g_new + 2 * gy * conj(C) (PyTorch's convention):
@@ -100,9 +104,7 @@ class SsmStepFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, state, dA, dB, C, D, backend):
-        u, dA, dB, C = (t.contiguous() for t in (u, dA, dB, C))
-        state = None if state is None else state.contiguous()
-        D = None if D is None else D.contiguous()
+        u, state, dA, dB, C, D = _contiguous(u, state, dA, dB, C, D)
         y, new = launch_step_fwd(u, state, dA, dB, C, D, backend)
         ctx.backend = backend
         ctx.save_for_backward(u, state, dA, dB, C, D)
@@ -196,4 +198,7 @@ def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: 
     backend = resolve_backend(OP, backend, device, has_cpp=True)
     if backend == "reference":
         return ssm_step_ref(u, state, dA, dB, C, D)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, state, dA, dB, C, D))):
+        # recurrent decoding: the autograd wrapper would cost about as much as the step itself
+        return launch_step_fwd(*_contiguous(u, state, dA, dB, C, D), backend)
     return SsmStepFunction.apply(u, state, dA, dB, C, D, backend)
