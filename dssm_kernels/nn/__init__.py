@@ -1,0 +1,24 @@
+"""Drop-in torch.nn layers on the dssm_kernels ops (the layer issue: S4D so far)."""
+from __future__ import annotations
+
+import torch
+
+from dssm_kernels.nn.s4d import S4D
+
+__all__ = ["S4D", "param_groups"]
+
+
+def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:
+    """Optimizer parameter groups: ordinary parameters with (lr, weight_decay); SSM parameters (A, dt,
+    B) with their own learning rate and no weight decay, as each layer tagged them."""
+    plain, special = [], {}
+    for p in model.parameters():
+        opts = getattr(p, "_dssm_optim", None)
+        if opts is None:
+            plain.append(p)
+        else:
+            key = (opts["lr"] if opts["lr"] is not None else lr, opts["weight_decay"])
+            special.setdefault(key, []).append(p)
+    groups = [{"params": plain, "lr": lr, "weight_decay": weight_decay}] if plain else []
+    groups += [{"params": ps, "lr": k[0], "weight_decay": k[1]} for k, ps in special.items()]
+    return groups
