@@ -13,10 +13,6 @@ def real_dtype_of(complex_dtype: torch.dtype) -> torch.dtype:
     return _REAL_FOR_COMPLEX[complex_dtype]
 
 
-def complex_dtype_of(real_dtype: torch.dtype) -> torch.dtype:
-    return {v: k for k, v in _REAL_FOR_COMPLEX.items()}[real_dtype]
-
-
 def check_tensor(op: str, name: str, t, *, ndim: int | None = None, min_ndim: int = 0) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
