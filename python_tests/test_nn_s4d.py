@@ -34,7 +34,6 @@ def test_backends_agree(backend):
     u = torch.randn(2, 50, 4, generator=torch.Generator().manual_seed(4))
     want = S4D(4, 8, seed=3, backend="reference")(u)
     m.backend = backend
-    m._conv_backend = "auto" if backend == "cpp" else backend
     got = m(u)
     assert ((got - want).norm() / want.norm()).item() <= 1e-5
 

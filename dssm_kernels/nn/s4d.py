@@ -58,8 +58,6 @@ class S4D(nn.Module):
             raise TypeError(f"S4D: dtype must be torch.float32 or torch.float64, got {dtype}")
         self.d_model, self.d_state, self.transposed = d_model, d_state, transposed
         self.disc, self.backend, self.init = disc, backend, init
-        # fftconv has no C++ kernels (torch's FFTs are native): a "cpp" layer convolves on "auto"
-        self._conv_backend = "auto" if backend == "cpp" else backend
         H, N = d_model, d_state // 2
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         A = torch.as_tensor(INITS[init](d_state), dtype=torch.complex128).expand(H, N)
@@ -90,6 +88,11 @@ class S4D(nn.Module):
         """The convolution kernel K (H, L)."""
         _, dB, C, log_dA = self.discrete()
         return dk.vandermonde(C * dB, log_dA, L, backend=self.backend)
+
+    @property
+    def _conv_backend(self) -> str:
+        """fftconv has no C++ kernels (torch's FFTs are native): a "cpp" layer convolves on "auto"."""
+        return "auto" if self.backend == "cpp" else self.backend
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if u.dim() != 3:
