@@ -12,8 +12,8 @@ def _args():
     return torch.ones(3, dtype=C64), torch.full((3,), -0.1 + 0.5j, dtype=C64), 8
 
 
-def _ran_triton(out: torch.Tensor) -> bool:
-    """The Triton path is a custom autograd.Function; the reference is plain torch ops."""
+def _ran_kernels(out: torch.Tensor) -> bool:
+    """Triton and C++ run through the op's autograd.Function; the reference is plain torch ops."""
     return type(out.grad_fn).__name__.startswith("VandermondeFunction")
 
 
@@ -35,10 +35,10 @@ def test_unknown_env_backend(monkeypatch):
 
 def test_env_overrides_auto_but_not_an_explicit_backend(monkeypatch):
     monkeypatch.setenv("DSSM_BACKEND", "triton")
-    assert _ran_triton(dk.vandermonde(*_grad_args()))
-    assert not _ran_triton(dk.vandermonde(*_grad_args(), backend="reference"))
+    assert _ran_kernels(dk.vandermonde(*_grad_args()))
+    assert not _ran_kernels(dk.vandermonde(*_grad_args(), backend="reference"))
     monkeypatch.setenv("DSSM_BACKEND", "reference")
-    assert not _ran_triton(dk.vandermonde(*_grad_args()))
+    assert not _ran_kernels(dk.vandermonde(*_grad_args()))
 
 
 def test_auto_on_cpu_is_the_fastest_cpu_path():
@@ -66,7 +66,7 @@ def test_cpp_unavailable_warns_once(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_on_cuda_is_triton():
     v, x, L = _grad_args()
-    assert _ran_triton(dk.vandermonde(v.detach().cuda().requires_grad_(), x.cuda(), L))
+    assert _ran_kernels(dk.vandermonde(v.detach().cuda().requires_grad_(), x.cuda(), L))
 
 
 def test_cpp_says_why_it_is_unavailable(monkeypatch):
