@@ -1,4 +1,5 @@
 """Benchmarks time only backends that run natively here: the Triton interpreter is a test tool, not a backend to time."""
+import math
 import platform
 
 import pytest
@@ -19,6 +20,17 @@ def timed_backends():
     if dev.type == "cpu" and cpp_unavailable_reason() is None:
         names.append("cpp")
     return names
+
+
+def s4d_params(H: int, N: int, seed: int = 0):
+    """S4D-Lin modes with log-uniform dt in [1e-3, 1e-1], ZOH with B = 1: (dtA, dB, C), complex64 (H, N)."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.complex(torch.full((N,), -0.5), math.pi * torch.arange(N, dtype=torch.float32))
+    dt = torch.exp(torch.empty(H, 1).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
+    dtA = dt * A
+    dB = (torch.exp(dtA) - 1) / A
+    C = torch.complex(torch.randn(H, N, generator=g), torch.randn(H, N, generator=g))
+    return dtA, dB, C
 
 
 @pytest.fixture

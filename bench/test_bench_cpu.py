@@ -11,20 +11,10 @@ import pytest
 import torch
 
 import dssm_kernels as dk
-from conftest import timed_backends
+from conftest import s4d_params, timed_backends
 
 pytestmark = pytest.mark.skipif("cpp" not in timed_backends(), reason="needs the C++ extension on a CPU")
 BACKENDS = ["reference", "cpp"]
-
-
-def _s4d(H, N, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    A = torch.complex(torch.full((N,), -0.5), math.pi * torch.arange(N, dtype=torch.float32))
-    dt = torch.exp(torch.empty(H, 1).uniform_(math.log(1e-3), math.log(1e-1), generator=g))
-    dtA = dt * A
-    dB = (torch.exp(dtA) - 1) / A
-    C = torch.complex(torch.randn(H, N, generator=g), torch.randn(H, N, generator=g))
-    return dtA, dB, C
 
 
 def _time_forward(benchmark, fn, args, backend, info, rounds):
@@ -49,62 +39,51 @@ def _time_backward(benchmark, fn, args, grad_idx, info, rounds):
 
 
 def _vandermonde_case(H=256, N=32, L=4096):
-    dtA, dB, C = _s4d(H, N)
+    dtA, dB, C = s4d_params(H, N)
     return (C * dB, dtA, L), dict(op="vandermonde", sizes=f"H={H} N={N} L={L}", N=N, work=H * N * L)
 
 
 def _cauchy_case(H=256, N=32, points=2049):
-    g = torch.Generator().manual_seed(1)
-    dtA, _, C = _s4d(H, N)
+    dtA, _, C = s4d_params(H, N)
     omega = torch.exp(-2j * math.pi * torch.arange(points) / (2 * points - 1))
     z = (2 * (1 - omega) / (1 + omega)).to(torch.complex64)
     return (C, z, dtA), dict(op="cauchy", sizes=f"H={H} N={N} points={points}", N=N, work=H * N * points)
 
 
 def _scan_case(B=8, H=256, N=32, L=4096):
-    dtA, dB, C = _s4d(H, N)
+    dtA, dB, C = s4d_params(H, N)
     u = torch.randn(B, H, L, generator=torch.Generator().manual_seed(2))
     return (u, torch.exp(dtA), dB, C, torch.randn(H)), dict(op="ssm_scan", sizes=f"B={B} H={H} N={N} L={L}",
                                                             N=N, work=B * H * N * L)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_vandermonde_forward(benchmark, backend):
-    args, info = _vandermonde_case()
-    _time_forward(benchmark, dk.vandermonde, args, backend, info, rounds=3 if backend == "reference" else 20)
-
-
-def test_vandermonde_backward(benchmark):
-    args, info = _vandermonde_case()
-    _time_backward(benchmark, dk.vandermonde, args, (0, 1), info, rounds=20)
+# op: (function, case builder, differentiable argument positions, rounds for the reference, for C++)
+TARGETS = {
+    "vandermonde": (dk.vandermonde, _vandermonde_case, (0, 1), 3, 20),
+    "cauchy": (dk.cauchy, _cauchy_case, (0, 2), 3, 20),
+    "ssm_scan": (dk.ssm_scan, _scan_case, (0, 1, 2, 3, 4), 2, 10),
+}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_cauchy_forward(benchmark, backend):
-    args, info = _cauchy_case()
-    _time_forward(benchmark, dk.cauchy, args, backend, info, rounds=3 if backend == "reference" else 20)
+@pytest.mark.parametrize("op", list(TARGETS))
+def test_forward(benchmark, op, backend):
+    fn, case, _, ref_rounds, cpp_rounds = TARGETS[op]
+    args, info = case()
+    _time_forward(benchmark, fn, args, backend, info, rounds=ref_rounds if backend == "reference" else cpp_rounds)
 
 
-def test_cauchy_backward(benchmark):
-    args, info = _cauchy_case()
-    _time_backward(benchmark, dk.cauchy, args, (0, 2), info, rounds=20)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_ssm_scan_forward(benchmark, backend):
-    args, info = _scan_case()
-    _time_forward(benchmark, dk.ssm_scan, args, backend, info, rounds=2 if backend == "reference" else 10)
-
-
-def test_ssm_scan_backward(benchmark):
-    args, info = _scan_case()
-    _time_backward(benchmark, dk.ssm_scan, args, (0, 1, 2, 3, 4), info, rounds=10)
+@pytest.mark.parametrize("op", list(TARGETS))
+def test_backward(benchmark, op):
+    fn, case, grad_idx, _, cpp_rounds = TARGETS[op]
+    args, info = case()
+    _time_backward(benchmark, fn, args, grad_idx, info, rounds=cpp_rounds)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ssm_step(benchmark, backend):
     B, H, N = 1, 256, 32
-    dtA, dB, C = _s4d(H, N)
+    dtA, dB, C = s4d_params(H, N)
     state = torch.zeros(B, H, N, dtype=torch.complex64)
     args = (torch.randn(B, H), state, torch.exp(dtA), dB, C, torch.randn(H))
     benchmark.extra_info.update(op="ssm_step", sizes=f"B={B} H={H} N={N}", N=N, work=B * H * N,
