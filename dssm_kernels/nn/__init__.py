@@ -1,11 +1,15 @@
-"""Drop-in torch.nn layers on the dssm_kernels ops (the layer issue: S4D so far)."""
+"""Drop-in torch.nn layers on the dssm_kernels ops: S4D, DSS, S4 (DPLR), S5, a residual block and a
+small sequence classifier; param_groups builds optimiser groups that honour each SSM parameter's own
+learning rate and weight decay."""
 from __future__ import annotations
 
 import torch
 
+from dssm_kernels.nn.dss import DSS
+from dssm_kernels.nn.s4 import S4
 from dssm_kernels.nn.s4d import S4D
 
-__all__ = ["S4D", "param_groups"]
+__all__ = ["S4D", "DSS", "S4", "param_groups"]
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:

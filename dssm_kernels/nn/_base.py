@@ -1,0 +1,152 @@
+"""What every SSM layer shares: argument checks, the (B, L, H) / (B, H, L) layout, SSM parameters that
+carry their own optimiser settings, and the convolution-mode forward of the SISO-per-channel layers."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+import dssm_kernels as dk
+
+
+def check_int(cls: str, name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{cls}: {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_choice(cls: str, name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{cls}: {name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_dt_range(cls: str, dt_min, dt_max) -> None:
+    if not (isinstance(dt_min, (int, float)) and isinstance(dt_max, (int, float)) and 0 < dt_min <= dt_max):
+        raise ValueError(f"{cls}: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+
+
+def check_dtype(cls: str, dtype) -> torch.dtype:
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{cls}: dtype must be torch.float32 or torch.float64, got {dtype}")
+    return dtype
+
+
+def complex_dtype(real: torch.dtype) -> torch.dtype:
+    return torch.complex64 if real == torch.float32 else torch.complex128
+
+
+def log_uniform(n: int, lo: float, hi: float, g: torch.Generator | None) -> torch.Tensor:
+    """n values log-uniform in [lo, hi], float64: the per-channel (or per-mode) initial step."""
+    return math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def crandn(*shape, g: torch.Generator | None) -> torch.Tensor:
+    """Complex standard normal (E|z|^2 = 1), complex128."""
+    return torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),
+                         torch.randn(shape, generator=g, dtype=torch.float64)) / math.sqrt(2)
+
+
+def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | None) -> None:
+    """Register an SSM parameter (A, dt, B) that carries its own learning rate and no weight decay;
+    dssm_kernels.nn.param_groups reads the tag. Complex values are stored as real views (..., 2) so
+    every optimiser and state_dict handles them."""
+    if value.is_complex():
+        value = torch.view_as_real(value)
+    p = nn.Parameter(value.contiguous())
+    p._dssm_optim = {"lr": lr, "weight_decay": 0.0}
+    module.register_parameter(name, p)
+
+
+class SSMLayer(nn.Module):
+    """Base of the layers: H = d_model channels, d_state the real state size (even: N = d_state / 2
+    complex modes in conjugate pairs). Subclasses set up their parameters and implement forward on
+    (B, H, L) through `_channels_first` / `_restore`, `default_state` and `step`."""
+
+    def __init__(self, d_model: int, d_state: int, *, transposed: bool, backend: str, dtype, l_max):
+        super().__init__()
+        cls = type(self).__name__
+        check_int(cls, "d_model", d_model)
+        check_int(cls, "d_state", d_state)
+        if d_state % 2:
+            raise ValueError(f"{cls}: d_state must be even (conjugate pairs: N = d_state / 2 modes), got {d_state}")
+        check_choice(cls, "backend", backend, dk.BACKENDS)
+        check_dtype(cls, dtype)
+        if l_max is not None:
+            check_int(cls, "l_max", l_max)
+        self.d_model, self.d_state, self.transposed, self.backend, self.l_max = d_model, d_state, transposed, backend, l_max
+
+    @property
+    def _float(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _channels_first(self, u: torch.Tensor) -> torch.Tensor:
+        """u as (B, H, L), checked."""
+        cls = type(self).__name__
+        if not isinstance(u, torch.Tensor):
+            raise TypeError(f"{cls}: input must be a torch.Tensor, got {type(u).__name__}")
+        if u.dim() != 3:
+            raise ValueError(f"{cls}: input must be (B, L, H) (or (B, H, L) with transposed=True), got {tuple(u.shape)}")
+        x = u if self.transposed else u.transpose(1, 2)
+        if x.shape[1] != self.d_model:
+            raise ValueError(f"{cls}: input has {x.shape[1]} channels, the layer d_model={self.d_model} "
+                             f"(shape {tuple(u.shape)}, transposed={self.transposed})")
+        return x
+
+    def _restore(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.transposed else y.transpose(1, 2)
+
+    def _check_step_input(self, u_t: torch.Tensor) -> None:
+        if u_t.dim() != 2 or u_t.shape[1] != self.d_model:
+            raise ValueError(f"{type(self).__name__}: step input must be (B, H={self.d_model}), got {tuple(u_t.shape)}")
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, d_state={self.d_state}, transposed={self.transposed}, backend={self.backend!r}"
+
+
+class ConvSSMLayer(SSMLayer):
+    """A layer with one SISO system per channel, trained in convolution mode: subclasses give
+    kernel(L) -> (H, L) and the feedthrough D (H,); forward is y = K * u + D u (dk.fftconv)."""
+
+    def kernel(self, L: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def _conv_backend(self) -> str:
+        """fftconv has no C++ kernels (torch's FFTs are native): a "cpp" layer convolves on "auto"."""
+        return "auto" if self.backend == "cpp" else self.backend
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x = self._channels_first(u)
+        y = dk.fftconv(x, self.kernel(x.shape[-1]), self.D, backend=self._conv_backend)
+        return self._restore(y)
+
+    def default_state(self, batch: int) -> torch.Tensor:
+        """The zero state, complex (batch, H, N)."""
+        check_int(type(self).__name__, "batch", batch, 0)
+        return torch.zeros(batch, self.d_model, self.d_state // 2, dtype=complex_dtype(self._float), device=self._device)
+
+
+class DiagonalConvLayer(ConvSSMLayer):
+    """A diagonal SISO-per-channel layer (S4D, DSS): subclasses give discrete() -> (dA, dB, C, log dA),
+    complex (H, N) each. The kernel is K[l] = 2 Re(sum_n C dB dA^l) = dk.vandermonde(C dB, log dA, L);
+    step() is the same recurrence (dk.ssm_step), so the two agree."""
+
+    def discrete(self):
+        raise NotImplementedError
+
+    def kernel(self, L: int) -> torch.Tensor:
+        """The convolution kernel K (H, L)."""
+        _, dB, C, log_dA = self.discrete()
+        return dk.vandermonde(C * dB, log_dA, L, backend=self.backend)
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor):
+        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, H, N)). Equals forward() step by step."""
+        self._check_step_input(u_t)
+        dA, dB, C, _ = self.discrete()
+        return dk.ssm_step(u_t, state, dA, dB, C, self.D, backend=self.backend)
