@@ -1,0 +1,55 @@
+"""The Task record and the argument checks every task shares."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Task:
+    """A sequence classification task with train / validation / test splits.
+
+    Fields:
+        name: the registry name.   seq_len: L.   n_classes: K; labels are 0 .. K-1.
+        vocab_size: the number of token ids (ids 0 .. vocab_size-1) for token inputs, else None.
+        d_input: the features per position (>= 1) for real-valued inputs, else None.
+        train, val, test: (x, y) pairs; x is long (n, L) for token tasks, float32 (n, L, d_input) for
+            real ones; y is long (n,).
+        options: everything that generated the task (seed, split sizes, each option with its value),
+            so load(name, **options) rebuilds it.
+    """
+
+    name: str
+    seq_len: int
+    n_classes: int
+    vocab_size: int | None
+    d_input: int | None
+    train: Split
+    val: Split
+    test: Split
+    options: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line: name, classes, input kind, L and split sizes."""
+        kind = f"tokens (vocab {self.vocab_size})" if self.vocab_size is not None else f"real (d_input {self.d_input})"
+        sizes = " / ".join(f"{s} {len(getattr(self, s)[1])}" for s in ("train", "val", "test"))
+        return f"{self.name}: {self.n_classes} classes, {kind}, L={self.seq_len}; {sizes}"
+
+
+def check_int(where: str, name: str, value, minimum: int, maximum: int | None = None) -> int:
+    """value must be an int (not a bool) in [minimum, maximum]; else TypeError / ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{where}: {name} must be {bound}, got {value}")
+    return value
+
+
+def check_choice(where: str, name: str, value, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{where}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
