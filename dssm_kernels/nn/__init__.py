@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import torch
 
+from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
 from dssm_kernels.nn.dss import DSS
+from dssm_kernels.nn.model import SequenceClassifier
 from dssm_kernels.nn.s4 import S4
 from dssm_kernels.nn.s4d import S4D
+from dssm_kernels.nn.s5 import S5
 
-__all__ = ["S4D", "DSS", "S4", "param_groups"]
+__all__ = ["S4D", "DSS", "S4", "S5", "LAYERS", "make_layer", "ResidualBlock", "SequenceClassifier", "param_groups"]
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:

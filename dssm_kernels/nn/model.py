@@ -1,0 +1,113 @@
+"""A small sequence classifier: encoder, a stack of residual SSM blocks, pooling over time, decoder."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dssm_kernels.nn._base import check_choice, check_int
+from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
+
+POOLS = ("mean", "last")
+
+
+class SequenceClassifier(nn.Module):
+    """Tokens (B, L) long (vocab_size given) or features (B, L, d_input) -> logits (B, n_classes).
+
+    encoder (Embedding or Linear) -> n_layers x ResidualBlock(layer(d_model, d_state)) -> pool over time
+    ("mean" or "last") -> Linear. step() reads one time step and returns the logits of the prefix read
+    so far (for pool="mean", the running mean), so after the whole sequence it equals forward().
+
+    Args:
+        n_classes: outputs.   d_input / vocab_size: exactly one of them (real features / token ids).
+        layer: "s4d" | "dss" | "s4" | "s5".   layer_kwargs: passed to each layer (init, disc, l_max, ...).
+        d_model, d_state, n_layers, dropout, norm, activation, prenorm: the blocks'.
+        seed: makes construction deterministic (layers and linear maps) without touching the global RNG.
+
+    Example:
+        >>> import torch
+        >>> from dssm_kernels.nn import SequenceClassifier
+        >>> model = SequenceClassifier(n_classes=10, vocab_size=16, d_model=8, d_state=8, seed=0)
+        >>> model(torch.randint(0, 16, (2, 50))).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, n_classes: int, *, d_input: int | None = None, vocab_size: int | None = None,
+                 layer: str = "s4d", d_model: int = 64, d_state: int = 64, n_layers: int = 2,
+                 layer_kwargs: dict | None = None, dropout: float = 0.0, norm: str = "layer",
+                 activation: str = "glu", prenorm: bool = True, pool: str = "mean", backend: str = "auto",
+                 dtype: torch.dtype = torch.float32, seed: int | None = None):
+        super().__init__()
+        check_int("SequenceClassifier", "n_classes", n_classes)
+        check_int("SequenceClassifier", "n_layers", n_layers)
+        check_choice("SequenceClassifier", "layer", layer, LAYERS)
+        check_choice("SequenceClassifier", "pool", pool, POOLS)
+        if (d_input is None) == (vocab_size is None):
+            raise ValueError(f"SequenceClassifier: give exactly one of d_input and vocab_size, got d_input={d_input!r}, "
+                             f"vocab_size={vocab_size!r}")
+        self.config = dict(n_classes=n_classes, d_input=d_input, vocab_size=vocab_size, layer=layer, d_model=d_model,
+                           d_state=d_state, n_layers=n_layers, layer_kwargs=dict(layer_kwargs or {}), dropout=dropout,
+                           norm=norm, activation=activation, prenorm=prenorm, pool=pool, backend=backend,
+                           dtype=str(dtype).removeprefix("torch."), seed=seed)
+        self.pool = pool
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            kw = dict(dtype=dtype)
+            if vocab_size is not None:
+                check_int("SequenceClassifier", "vocab_size", vocab_size)
+                self.encoder = nn.Embedding(vocab_size, d_model, **kw)
+            else:
+                check_int("SequenceClassifier", "d_input", d_input)
+                self.encoder = nn.Linear(d_input, d_model, **kw)
+            lk = dict(layer_kwargs or {})
+            self.blocks = nn.ModuleList(
+                ResidualBlock(make_layer(layer, d_model, d_state, backend=backend, dtype=dtype,
+                                         seed=None if seed is None else seed + 1 + i, **lk),
+                              norm=norm, activation=activation, dropout=dropout, prenorm=prenorm)
+                for i in range(n_layers))
+            self.decoder = nn.Linear(d_model, n_classes, **kw)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SequenceClassifier":
+        """The model a checkpoint's `config` describes (state_dict loads into it)."""
+        cfg = dict(config)
+        cfg["dtype"] = getattr(torch, cfg.get("dtype", "float32"))
+        return cls(**cfg)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.encoder, nn.Embedding):
+            if x.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"SequenceClassifier: token input must be int64/int32 ids, got {x.dtype}")
+        elif not x.is_floating_point():
+            raise TypeError(f"SequenceClassifier: feature input must be floating point, got {x.dtype}")
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        want = 2 if isinstance(self.encoder, nn.Embedding) else 3
+        if x.dim() != want:
+            raise ValueError(f"SequenceClassifier: input must be {'(B, L) token ids' if want == 2 else '(B, L, d_input)'}, "
+                             f"got shape {tuple(x.shape)}")
+        h = self._encode(x)
+        for block in self.blocks:
+            h = block(h)
+        h = h.mean(1) if self.pool == "mean" else h[:, -1]
+        return self.decoder(h)
+
+    def default_state(self, batch: int):
+        """(layer states, running sum of the last block's outputs (B, d_model), steps read (scalar tensor))."""
+        p = self.decoder.weight
+        return (tuple(b.default_state(batch) for b in self.blocks),
+                torch.zeros(batch, p.shape[1], dtype=p.dtype, device=p.device),
+                torch.zeros((), dtype=p.dtype, device=p.device))
+
+    def step(self, x_t: torch.Tensor, state):
+        """x_t: (B,) token ids or (B, d_input) -> (logits of the prefix (B, n_classes), new state)."""
+        states, total, count = state
+        h = self._encode(x_t)
+        new_states = []
+        for block, s in zip(self.blocks, states):
+            h, s = block.step(h, s)
+            new_states.append(s)
+        total, count = total + h, count + 1
+        pooled = total / count if self.pool == "mean" else h
+        return self.decoder(pooled), (tuple(new_states), total, count)
