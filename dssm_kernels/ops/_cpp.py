@@ -63,6 +63,15 @@ def _register_fakes() -> None:
         return (u.new_empty(u.shape), _maybe(has_state, dA, shape), _maybe(has_state, dA, shape),
                 dA.new_empty(shape), dA.new_empty(shape))
 
+    @lib.register_fake("dssm::diag_scan_fwd")
+    def _(v, dA, state):
+        return v.new_empty(v.shape), v.new_empty((v.shape[0], v.shape[2]))
+
+    @lib.register_fake("dssm::diag_scan_bwd")
+    def _(dA, state, xs, g_xs, g_last, need_gv, need_gdA):
+        rows = (xs.shape[0], xs.shape[2])
+        return _maybe(need_gv, xs, xs.shape), _maybe(need_gdA, xs, rows), xs.new_empty(rows)
+
 
 if cpp_unavailable_reason() is None:  # loads dssm_kernels._C, which registers the ops
     _register_fakes()

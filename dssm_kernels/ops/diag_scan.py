@@ -1,0 +1,185 @@
+"""diag_scan: the states of a diagonal linear recurrence driven by a complex input (the S5 scan).
+
+    x_t = dA * x_{t-1} + v_t   (x_{-1} = state, or 0),   t = 0 .. L-1
+
+v: complex (B, L, N), modes innermost;  dA: complex (N,) or (B, N) (broadcast over the batch);
+state: complex (B, N) or None. Returns xs complex (B, L, N) (every state) and last_state = x_{L-1}
+complex (B, N) (state, or zeros, when L = 0). An S5 layer computes v = u @ dB^T from u (B, L, H) and
+then y = 2 * Re(xs @ C^T) + D * u.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from dssm_kernels._backend import resolve_backend, triton_module
+from dssm_kernels.ops import _checks as ck
+from dssm_kernels.ops import _cpp
+from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops.ssm_step import _real_view
+
+OP = "diag_scan"
+
+
+def diag_scan_ref(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = None):
+    """Plain-torch oracle: a Python loop over t (slow, but autograd through it is exact)."""
+    B, L, N = v.shape
+    if state is None:  # a zero start state keeps dA in the graph: its gradient is 0, not None
+        state = torch.zeros(B, N, dtype=v.dtype, device=v.device)
+    x, xs = state, []
+    for v_t in v.unbind(1):  # one backward node for all steps (v[:, t] would add a zero (B, L, N) per step)
+        x = dA * x + v_t
+        xs.append(x)
+    if not xs:  # L = 0: no step; the state passes through
+        return v.clone(), state.clone()
+    return torch.stack(xs, dim=1), x
+
+
+def _config(N: int, L: int, device: torch.device) -> dict:
+    """Kernel constants. Interpreted: every mode in one program and long chunks (each program and
+    each chunk is a Python-level step), the Hillis-Steele scan. Compiled: tl.associative_scan on
+    (BLOCK_N, BLOCK_T) tiles of at most 2048 elements, and mode blocks of at most 32 so that
+    B * N / 32 programs share the GPU (untuned: no GPU has run this yet)."""
+    if interpreted(device):
+        block_n = pow2_block(N, 2, 1 << 30)
+        return dict(NATIVE=False, BLOCK_N=block_n,
+                    BLOCK_T=pow2_block(L, 16, max(16, min(1024, 32768 // block_n))))
+    block_n = pow2_block(N, 16, 32)
+    return dict(NATIVE=True, BLOCK_N=block_n, BLOCK_T=pow2_block(L, 16, 2048 // block_n))
+
+
+def _grid(B: int, N: int, L: int, device: torch.device):
+    cfg = _config(N, L, device)
+    return (B, -(-N // cfg["BLOCK_N"])), -(-L // cfg["BLOCK_T"]), cfg
+
+
+def launch_fwd(v, dA, state, backend: str = "triton"):
+    """(xs, last) for contiguous v (B, L, N), dA (N,) or (B, N), state (B, N) or None."""
+    if backend == "cpp":
+        return _cpp.ops().diag_scan_fwd(v, dA, state)
+    B, L, N = v.shape
+    xs = new_output((B, L, N), dtype=v.dtype, device=v.device)
+    last = new_output((B, N), dtype=v.dtype, device=v.device)
+    if B > 0:
+        grid, n_chunks, cfg = _grid(B, N, L, v.device)
+        last_r = torch.view_as_real(last)
+        triton_module("diag_scan").diag_scan_fwd_kernel[grid](
+            torch.view_as_real(v), torch.view_as_real(dA), _real_view(state, last_r),
+            torch.view_as_real(xs), last_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
+            HAS_STATE=state is not None, **cfg)
+    return xs, last
+
+
+def launch_bwd(dA, state, xs, g_xs, g_last, need_gv: bool, need_gdA: bool, backend: str = "triton"):
+    """(grad_v (B, L, N) or None, per-row grad_dA (B, N) or None, grad_state (B, N)) from the
+    gradients g_xs (B, L, N) and g_last (B, N), either of them None (zero)."""
+    if backend == "cpp":
+        gv, gdA, gstate = _cpp.ops().diag_scan_bwd(dA, state, xs, g_xs, g_last, need_gv, need_gdA)
+    else:
+        B, L, N = xs.shape
+        dev, dt = xs.device, xs.dtype
+        gv = new_output((B, L, N), dtype=dt, device=dev) if need_gv else None
+        gdA = new_output((B, N), dtype=dt, device=dev) if need_gdA else None
+        gstate = new_output((B, N), dtype=dt, device=dev)
+        if B > 0:
+            grid, n_chunks, cfg = _grid(B, N, L, dev)
+            gstate_r = torch.view_as_real(gstate)
+            triton_module("diag_scan").diag_scan_bwd_kernel[grid](
+                torch.view_as_real(dA), _real_view(state, gstate_r), torch.view_as_real(xs),
+                _real_view(g_xs, gstate_r), _real_view(g_last, gstate_r), _real_view(gv, gstate_r),
+                _real_view(gdA, gstate_r), gstate_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
+                HAS_STATE=state is not None, HAS_GXS=g_xs is not None, HAS_GLAST=g_last is not None,
+                NEED_GV=need_gv, NEED_GDA=need_gdA, **cfg)
+    return (gv if need_gv else None), (gdA if need_gdA else None), gstate
+
+
+class DiagScanFunction(torch.autograd.Function):
+    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With the adjoint
+    (PyTorch's complex-gradient convention)
+        lambda_t = g_xs_t + conj(dA) * lambda_{t+1},   lambda_{L-1} += g_last,
+        grad_v = lambda,   grad_dA = sum_{b,t} lambda_t * conj(x_{t-1}) (x_{-1} = state; summed over
+        b only when dA is (N,)),   grad_state = conj(dA) * lambda_0.
+    Memory: the backward reads x_{t-1} back from xs, the forward's own output, which autograd keeps
+    alive anyway; it stores nothing else of size (B, L, N) (no checkpoints, no recomputation).
+    """
+
+    @staticmethod
+    def forward(ctx, v, dA, state, backend):
+        v, dA = v.contiguous(), dA.contiguous()
+        state = None if state is None else state.contiguous()
+        xs, last = launch_fwd(v, dA, state, backend)
+        ctx.backend = backend
+        ctx.save_for_backward(dA, state, xs)
+        ctx.set_materialize_grads(False)
+        return xs, last
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_xs, g_last):
+        dA, state, xs = ctx.saved_tensors
+        need_v, need_dA, need_state = ctx.needs_input_grad[:3]
+        if g_xs is None and g_last is None:
+            return None, None, None, None
+        g_xs = None if g_xs is None else g_xs.contiguous()
+        g_last = None if g_last is None else g_last.contiguous()
+        gv, gdA, gstate = launch_bwd(dA, state, xs, g_xs, g_last, need_v, need_dA, ctx.backend)
+        if gdA is not None and dA.dim() == 1:
+            gdA = gdA.sum(0)
+        return gv, gdA, (gstate if need_state else None), None
+
+
+def _validate(v, dA, state) -> torch.device:
+    ck.check_tensor(OP, "v", v, ndim=3)
+    ck.check_complex(OP, "v", v)
+    ck.check_modes(OP, "v", v)
+    B, _, N = v.shape
+    ck.check_tensor(OP, "dA", dA)
+    ck.check_complex(OP, "dA", dA)
+    ck.check_same_dtype(OP, ("v", "dA"), (v, dA))
+    if tuple(dA.shape) not in ((N,), (B, N)):
+        raise ValueError(f"{OP}: dA must have shape (N,) = ({N},) or (B, N) = ({B}, {N}) with (B, L, N) = "
+                         f"v.shape, got {tuple(dA.shape)}")
+    names, tensors = ["v", "dA"], [v, dA]
+    if state is not None:
+        ck.check_tensor(OP, "state", state, ndim=2)
+        ck.check_complex(OP, "state", state)
+        ck.check_same_dtype(OP, ("v", "state"), (v, state))
+        ck.check_shape(OP, "state (B, N)", state, (B, N))
+        names.append("state")
+        tensors.append(state)
+    return ck.check_same_device(OP, names, tensors)
+
+
+def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = None, *, backend: str = "auto"):
+    """x_t = dA * x_{t-1} + v_t  (x_{-1} = state, or 0),  t = 0 .. L-1: every state of the recurrence.
+
+    Args:
+        v: complex64 or complex128 (B, L, N), the input per step and mode (modes innermost).
+        dA: complex (N,), shared by the batch, or (B, N), one per row; dtype of v.
+        state: complex (B, N) state before the first step, or None for zero.
+        backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
+    Returns:
+        (xs complex (B, L, N) with xs[:, t] = x_t, last_state complex (B, N) = x_{L-1}; for L = 0,
+        state or zeros). Differentiable in v, dA and state. The backward reads the states back from
+        xs (the output itself, which autograd keeps), so it needs no extra (B, L, N) memory.
+
+    Example (the scan of an S5 layer, run over a sequence in two halves):
+        >>> import torch, dssm_kernels as dk
+        >>> B, L, H, N, dt = 2, 10, 3, 4, 0.05
+        >>> A = (-0.5 + 1j * torch.pi * torch.arange(N)).to(torch.complex64)
+        >>> dA = torch.exp(dt * A)
+        >>> dB = ((dA - 1) / A)[:, None] * torch.ones(N, H, dtype=torch.complex64)
+        >>> C = torch.ones(H, N, dtype=torch.complex64)
+        >>> u = torch.randn(B, L, H)
+        >>> xs, last = dk.diag_scan(u.to(torch.complex64) @ dB.T, dA)
+        >>> y = 2 * (xs @ C.T).real
+        >>> xs1, s = dk.diag_scan(u[:, :6].to(torch.complex64) @ dB.T, dA)
+        >>> xs2, _ = dk.diag_scan(u[:, 6:].to(torch.complex64) @ dB.T, dA, s)
+        >>> torch.allclose(torch.cat([xs1, xs2], 1), xs, atol=1e-6), y.shape, last.shape
+        (True, torch.Size([2, 10, 3]), torch.Size([2, 4]))
+    """
+    device = _validate(v, dA, state)
+    backend = resolve_backend(OP, backend, device, has_cpp=True)
+    if backend == "reference":
+        return diag_scan_ref(v, dA, state)
+    return DiagScanFunction.apply(v, dA, state, backend)
