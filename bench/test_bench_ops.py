@@ -44,6 +44,7 @@ def _cases(device, grad):
         "fftconv": (dk.fftconv, (u, k, D)),
         "ssm_scan": (dk.ssm_scan, (u, leaf(torch.exp(dtA)), dB, C, D)),
         "ssm_step": (dk.ssm_step, (leaf(u[..., 0]), state, leaf(torch.exp(dtA)), dB, C, D)),
+        "diag_scan": (dk.diag_scan, (leaf(u.transpose(1, 2).to(dB.dtype) @ dB), leaf(torch.exp(dtA[0])))),
     }
 
 
@@ -52,7 +53,7 @@ def _loss(out):
     return sum((o.real if o.is_complex() else o).float().sum() for o in outs)
 
 
-OPS = ["vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step"]
+OPS = ["vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step", "diag_scan"]
 
 
 @pytest.mark.parametrize("backend", timed_backends())

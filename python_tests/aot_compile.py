@@ -53,6 +53,19 @@ def specs(fp):
          {"HAS_D": True, "HAS_GLAST": True, "NATIVE": native, "BLOCK_N": 32, "BLOCK_T": 64})
         for native in (True, False)
     ] + [
+        ("diag_scan", "diag_scan_fwd_kernel",
+         {"v_ptr": P, "dA_ptr": P, "state_ptr": P, "xs_ptr": P, "last_ptr": P, "L": "i32", "N": "i32",
+          "n_chunks": "i32", "dA_stride": "i32"},
+         {"HAS_STATE": True, "NATIVE": native, "BLOCK_N": 32, "BLOCK_T": 64})
+        for native in (True, False)
+    ] + [
+        ("diag_scan", "diag_scan_bwd_kernel",
+         {"dA_ptr": P, "state_ptr": P, "xs_ptr": P, "gxs_ptr": P, "glast_ptr": P, "gv_ptr": P, "gdA_ptr": P,
+          "gstate_ptr": P, "L": "i32", "N": "i32", "n_chunks": "i32", "dA_stride": "i32"},
+         {"HAS_STATE": True, "HAS_GXS": True, "HAS_GLAST": True, "NEED_GV": True, "NEED_GDA": True,
+          "NATIVE": native, "BLOCK_N": 32, "BLOCK_T": 64})
+        for native in (True, False)
+    ] + [
         ("ssm_step", "ssm_step_fwd_kernel",
          {"u_ptr": P, "state_ptr": P, "dA_ptr": P, "dB_ptr": P, "C_ptr": P, "D_ptr": P, "y_ptr": P,
           "new_ptr": P, "R": "i32", "H": "i32", "N": "i32"},

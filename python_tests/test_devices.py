@@ -24,6 +24,7 @@ CASES = {
     "ssm_scan": (dk.ssm_scan, lambda: [torch.ones(B, H, L)] + [torch.ones(H, N, dtype=C64)] * 3, 3, "C"),
     "ssm_step": (dk.ssm_step, lambda: [torch.ones(B, H), torch.ones(B, H, N, dtype=C64)]
                  + [torch.ones(H, N, dtype=C64)] * 3, 1, "state"),
+    "diag_scan": (dk.diag_scan, lambda: [torch.ones(B, L, N, dtype=C64), torch.ones(N, dtype=C64)], 1, "dA"),
 }
 
 

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-OP_MODULES = ["vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step"]
+OP_MODULES = ["vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step", "diag_scan"]
 
 
 @pytest.mark.parametrize("name", OP_MODULES)
