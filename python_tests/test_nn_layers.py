@@ -243,3 +243,30 @@ def test_bad_input(case):
         model(torch.randn(2, 10))
     with pytest.raises(ValueError, match=r"SequenceClassifier: input must be \(B, L\) token ids, got shape \(2, 10, 1\)"):
         model(torch.zeros(2, 10, 1, dtype=torch.long))
+
+
+@pytest.mark.parametrize("layer", ["s4d", "dss", "s5"])
+def test_scan_mode_equals_conv_mode(layer):
+    """The recurrent view over a whole sequence (ssm_scan / diag_scan) gives the convolution's output, and
+    its last state continues with step() as a longer forward would."""
+    model = SequenceClassifier(3, d_input=2, layer=layer, d_model=4, d_state=[8, 6], pool="mean",
+                               dtype=torch.float64, seed=0, layer_kwargs={"l_max": 50} if layer == "dss" else None)
+    x = torch.randn(2, 50, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert rel(model(x, mode="scan"), model(x)) <= 1e-10
+        m = model.blocks[0].layer
+        u = torch.randn(2, 50, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        _, state = m.scan(u[:, :30])
+        y_rest = run_steps_from(m, u[:, 30:], state)
+        assert rel(y_rest, m(u)[:, 30:]) <= 1e-10
+    assert model.current_config()["d_state"] == [8, 6]
+    with pytest.raises(NotImplementedError, match="S4: no scan view"):
+        S4(2, 4).scan(torch.randn(1, 5, 2))
+
+
+def run_steps_from(m, u, state):
+    ys = []
+    for t in range(u.shape[1]):
+        y, state = m.step(u[:, t], state)
+        ys.append(y)
+    return torch.stack(ys, 1)

@@ -48,8 +48,11 @@ class ResidualBlock(nn.Module):
     def _mix(self, y: torch.Tensor) -> torch.Tensor:
         return self.drop(self.out(self.act(y)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self._mix(self.layer(self.norm(x) if self.prenorm else x))
+    def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
+        """mode "conv": the layer's forward (training); "scan": its recurrent view over the sequence
+        (same output; the cheaper one at small state sizes on a CPU)."""
+        u = self.norm(x) if self.prenorm else x
+        z = self._mix(self.layer(u) if mode == "conv" else self.layer.scan(u)[0])
         return x + z if self.prenorm else self.norm(x + z)
 
     def default_state(self, batch: int):

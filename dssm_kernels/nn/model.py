@@ -8,6 +8,7 @@ from dssm_kernels.nn._base import check_choice, check_int
 from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
 
 POOLS = ("mean", "last")
+MODES = ("conv", "scan")
 
 
 class SequenceClassifier(nn.Module):
@@ -20,7 +21,8 @@ class SequenceClassifier(nn.Module):
     Args:
         n_classes: outputs.   d_input / vocab_size: exactly one of them (real features / token ids).
         layer: "s4d" | "dss" | "s4" | "s5".   layer_kwargs: passed to each layer (init, disc, l_max, ...).
-        d_model, d_state, n_layers, dropout, norm, activation, prenorm: the blocks'.
+        d_model, d_state, n_layers, dropout, norm, activation, prenorm: the blocks'; d_state may be a list,
+            one per layer (what a reduced model has).
         seed: makes construction deterministic (layers and linear maps) without touching the global RNG.
 
     Example:
@@ -32,7 +34,7 @@ class SequenceClassifier(nn.Module):
     """
 
     def __init__(self, n_classes: int, *, d_input: int | None = None, vocab_size: int | None = None,
-                 layer: str = "s4d", d_model: int = 64, d_state: int = 64, n_layers: int = 2,
+                 layer: str = "s4d", d_model: int = 64, d_state: int | list[int] = 64, n_layers: int = 2,
                  layer_kwargs: dict | None = None, dropout: float = 0.0, norm: str = "layer",
                  activation: str = "glu", prenorm: bool = True, pool: str = "mean", backend: str = "auto",
                  dtype: torch.dtype = torch.float32, seed: int | None = None):
@@ -48,6 +50,9 @@ class SequenceClassifier(nn.Module):
                            d_state=d_state, n_layers=n_layers, layer_kwargs=dict(layer_kwargs or {}), dropout=dropout,
                            norm=norm, activation=activation, prenorm=prenorm, pool=pool, backend=backend,
                            dtype=str(dtype).removeprefix("torch."), seed=seed)
+        d_states = list(d_state) if isinstance(d_state, (list, tuple)) else [d_state] * n_layers
+        if len(d_states) != n_layers:
+            raise ValueError(f"SequenceClassifier: d_state must be an int or a list of n_layers={n_layers} ints, got {d_state!r}")
         self.pool = pool
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
@@ -61,11 +66,19 @@ class SequenceClassifier(nn.Module):
                 self.encoder = nn.Linear(d_input, d_model, **kw)
             lk = dict(layer_kwargs or {})
             self.blocks = nn.ModuleList(
-                ResidualBlock(make_layer(layer, d_model, d_state, backend=backend, dtype=dtype,
+                ResidualBlock(make_layer(layer, d_model, d_states[i], backend=backend, dtype=dtype,
                                          seed=None if seed is None else seed + 1 + i, **lk),
                               norm=norm, activation=activation, dropout=dropout, prenorm=prenorm)
                 for i in range(n_layers))
             self.decoder = nn.Linear(d_model, n_classes, **kw)
+
+    def current_config(self) -> dict:
+        """config with each layer's present d_state (which reduction changes): from_config(current_config())
+        builds a model that this one's state_dict loads into."""
+        cfg = dict(self.config)
+        d_states = [b.layer.d_state for b in self.blocks]
+        cfg["d_state"] = d_states[0] if len(set(d_states)) == 1 else d_states
+        return cfg
 
     @classmethod
     def from_config(cls, config: dict) -> "SequenceClassifier":
@@ -82,14 +95,17 @@ class SequenceClassifier(nn.Module):
             raise TypeError(f"SequenceClassifier: feature input must be floating point, got {x.dtype}")
         return self.encoder(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
+        """mode: "conv" (each layer's training view) or "scan" (the recurrence over the whole sequence;
+        layers without a scan, S4, raise)."""
+        check_choice("SequenceClassifier", "mode", mode, MODES)
         want = 2 if isinstance(self.encoder, nn.Embedding) else 3
         if x.dim() != want:
             raise ValueError(f"SequenceClassifier: input must be {'(B, L) token ids' if want == 2 else '(B, L, d_input)'}, "
                              f"got shape {tuple(x.shape)}")
         h = self._encode(x)
         for block in self.blocks:
-            h = block(h)
+            h = block(h, mode)
         h = h.mean(1) if self.pool == "mean" else h[:, -1]
         return self.decoder(h)
 

@@ -94,12 +94,16 @@ class S5(SSMLayer):
         return dA.squeeze(-1), dB, torch.view_as_complex(self.C)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.scan(u)[0]
+
+    def scan(self, u: torch.Tensor, state: torch.Tensor | None = None):
+        """(y like forward(u), last state (B, N)): S5's one view, the diagonal scan from `state` (or 0)."""
         x = self._channels_first(u).transpose(1, 2)  # (B, L, H)
         dA, dB, C = self.discrete()
         v = x.to(dB.dtype) @ dB.transpose(0, 1)  # (B, L, N)
-        xs, _ = dk.diag_scan(v, dA, backend=self.backend)
+        xs, last = dk.diag_scan(v, dA, state, backend=self.backend)
         y = 2 * (xs @ C.transpose(0, 1)).real + self.D * x
-        return self._restore(y.transpose(1, 2).to(u.dtype))
+        return self._restore(y.transpose(1, 2).to(u.dtype)), last
 
     def default_state(self, batch: int) -> torch.Tensor:
         """The zero state, complex (batch, N)."""
