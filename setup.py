@@ -71,8 +71,9 @@ setup(
     packages=find_packages(include=["dssm_kernels", "dssm_kernels.*"]),
     python_requires=">=3.9",
     # torch is deliberately not listed: pip would resolve a bare "torch" to a multi-GB CUDA build.
-    install_requires=["numpy", "scipy"],
+    install_requires=["numpy", "scipy", "scikit-learn", "matplotlib", "tqdm"],
     extras_require={"triton": ["triton"], "test": ["pytest", "pytest-benchmark"]},
+    entry_points={"console_scripts": ["dssm = dssm_kernels.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -101,6 +101,18 @@ class SSMLayer(nn.Module):
     def _restore(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.transposed else y.transpose(1, 2)
 
+    def _cached(self, name: str, compute):
+        """compute() once per parameter version while no gradient is being recorded: step() would
+        otherwise re-discretise (and S4 re-solve for C) at every time step of a decoding loop. Any
+        in-place change of a parameter (optimizer step, load_state_dict) bumps its version and the key."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return compute()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        cache = self.__dict__.setdefault("_step_cache", {})
+        if name not in cache or cache[name][0] != key:
+            cache[name] = (key, compute())
+        return cache[name][1]
+
     def scan(self, u: torch.Tensor, state=None):
         """The recurrent view over a whole sequence, (y, last state); layers that have one override this."""
         raise NotImplementedError(f"{type(self).__name__}: no scan view (its recurrence is not diagonal); "
@@ -153,7 +165,7 @@ class DiagonalConvLayer(ConvSSMLayer):
     def step(self, u_t: torch.Tensor, state: torch.Tensor):
         """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, H, N)). Equals forward() step by step."""
         self._check_step_input(u_t)
-        dA, dB, C, _ = self.discrete()
+        dA, dB, C, _ = self._cached("discrete", self.discrete)
         return dk.ssm_step(u_t, state, dA, dB, C, self.D, backend=self.backend)
 
     def scan(self, u: torch.Tensor, state: torch.Tensor | None = None):

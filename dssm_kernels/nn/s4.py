@@ -164,20 +164,26 @@ class S4(ConvSSMLayer):
         return torch.fft.irfft(Khat, n=Lk)[..., :L]
 
     # --- recurrent view ---------------------------------------------------------------------------
+    def _step_system(self):
+        """What step() needs, computed once per parameter version: lam, P, B, the true C, h = dt / 2,
+        Dinv = (1 - h lam)^{-1} and (I + h M)^{-1} with M = conj(P_f) Dinv P_f^T (real r x r), so that
+        (I - h A)^{-1} = Dinv - Dinv P_f^T (I + h M)^{-1} h conj(P_f) Dinv (Woodbury)."""
+        lam, P, B, dt = self._modes()
+        h = dt / 2  # (H, 1)
+        Dinv = 1 / (1 - h * lam)
+        M = 2 * torch.einsum("hin,hn,hjn->hij", P.conj(), Dinv, P).real
+        eye = torch.eye(self.rank, dtype=M.dtype, device=M.device)
+        return lam, P, B, self.output_vector(), h, Dinv, torch.linalg.inv(eye + h.unsqueeze(-1) * M)
+
     def step(self, u_t: torch.Tensor, state: torch.Tensor):
         """One bilinear step on the half state (B, H, N): O(N r) with Woodbury. Equals forward()."""
         self._check_step_input(u_t)
-        lam, P, B, dt = self._modes()
-        C = self.output_vector()
-        h = dt / 2  # (H, 1)
+        lam, P, B, C, h, Dinv, Minv = self._cached("step", self._step_system)
         u = u_t.to(lam.dtype).unsqueeze(-1)  # (B, H, 1)
         # P_f^T conj(P_f) x_f = P^T (2 Re(conj(P) x)) on the half: the low-rank term is real-linear
         proj = lambda x: 2 * torch.einsum("hrn,bhn->bhr", P.conj(), x).real  # noqa: E731
         y = state + h * (lam * state - torch.einsum("hrn,bhr->bhn", P, proj(state).to(lam.dtype))) + 2 * h * B * u
-        Dinv = 1 / (1 - h * lam)  # (H, N): (I - h A)^{-1} = Dinv - Dinv P_f^T (I + h M)^{-1} h conj(P_f) Dinv
-        M = 2 * torch.einsum("hin,hn,hjn->hij", P.conj(), Dinv, P).real  # conj(P_f) Dinv P_f^T, real (H, r, r)
-        eye = torch.eye(self.rank, dtype=M.dtype, device=M.device)
-        t = torch.linalg.solve(eye + h.unsqueeze(-1) * M, proj(Dinv * y).unsqueeze(-1)).squeeze(-1)  # (B, H, r)
+        t = (Minv @ proj(Dinv * y).unsqueeze(-1)).squeeze(-1)  # (B, H, r)
         new = Dinv * (y - h * torch.einsum("hrn,bhr->bhn", P, t.to(lam.dtype)))
         out = 2 * (C * new).sum(-1).real + self.D * u_t
         return out.to(u_t.dtype), new

@@ -113,6 +113,6 @@ class S5(SSMLayer):
     def step(self, u_t: torch.Tensor, state: torch.Tensor):
         """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, N)). Equals forward() step by step."""
         self._check_step_input(u_t)
-        dA, dB, C = self.discrete()
+        dA, dB, C = self._cached("discrete", self.discrete)
         new = dA * state + u_t.to(dB.dtype) @ dB.transpose(0, 1)
         return (2 * (new @ C.transpose(0, 1)).real + self.D * u_t).to(u_t.dtype), new

@@ -1,0 +1,162 @@
+"""The demo: train a small DSS model on a built-in task, reduce it with BT, modal and h2 to several
+state sizes, evaluate without retraining, retrain the BT-initialised model against a Skew-HiPPO-
+initialised one of the same size for the same budget, and time full against reduced inference.
+Writes results.json, results.md (the table) and results.png to the output folder."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+
+import torch
+
+from dssm_kernels import reduction as R
+from dssm_kernels import tasks
+from dssm_kernels.nn import SequenceClassifier
+from dssm_kernels.tasks.training import accuracy, fit
+from dssm_kernels.workflows import checkpoint
+from dssm_kernels.workflows.timing import time_models
+
+METHODS = ("bt", "modal", "h2")
+
+
+def _jsonable(obj):
+    """Reduction reports and the like as plain JSON values (tensors and arrays become lists)."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def machine() -> str:
+    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} threads".replace("  ", " ")
+
+
+def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss", d_model: int = 64,
+             d_state: int = 64, n_layers: int = 2, epochs: int = 8, retrain_epochs: int = 4,
+             ranks=(32, 16, 8, 4), retrain_ranks=(16, 8, 4), methods=METHODS, lr: float = 1e-2,
+             seed: int = 0, time_batch: int = 16, time_repeats: int = 3, progress: bool = True,
+             log=print) -> dict:
+    """Run the whole demo; returns the results dict also written to out/results.json."""
+    start = time.perf_counter()
+    os.makedirs(out, exist_ok=True)
+    t = tasks.load(task, seed=seed)
+    log(f"task  {t.describe()}")
+    cfg = dict(n_classes=t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=layer, d_model=d_model,
+               d_state=d_state, n_layers=n_layers, seed=seed)
+    full = SequenceClassifier(**cfg)
+    hist = fit(full, t, epochs=epochs, lr=lr, seed=seed, progress=progress)
+    res = {"machine": machine(), "task": t.describe(), "config": full.current_config(),
+           "full": {"d_state": d_state, "test_acc": accuracy(full, t.test), "val_acc": hist.val_acc,
+                    "ssm_params": checkpoint.ssm_parameter_count(full), "train_seconds": hist.seconds[-1]}}
+    checkpoint.save(os.path.join(out, "full.pt"), full, t, history=vars(hist))
+    log(f"full  d_state={d_state}: test accuracy {res['full']['test_acc']:.3f} ({hist.seconds[-1]:.0f} s)")
+
+    res["reduced"], bt_models = [], {}
+    for r in ranks:
+        for method in methods:
+            t0 = time.perf_counter()
+            small, report = R.reduce_model(full, d_state=r, method=method)
+            acc = accuracy(small, t.test)
+            res["reduced"].append({"method": method, "d_state": r, "test_acc": acc,
+                                   "ssm_params": checkpoint.ssm_parameter_count(small),
+                                   "seconds": time.perf_counter() - t0, "report": _jsonable(report)})
+            if method == "bt":
+                bt_models[r] = small
+            log(f"reduce {method:5s} d_state={r:3d}: test accuracy {acc:.3f} (no retraining)")
+
+    res["retrained"] = []
+    for r in retrain_ranks:
+        if r not in bt_models:
+            bt_models[r] = R.reduce_model(full, d_state=r, method="bt")[0]
+        bt = copy.deepcopy(bt_models[r])
+        h_bt = fit(bt, t, epochs=retrain_epochs, lr=lr, seed=seed, progress=progress)
+        skew = SequenceClassifier(**{**cfg, "d_state": r})
+        h_sk = fit(skew, t, epochs=retrain_epochs, lr=lr, seed=seed, progress=progress)
+        row = {"d_state": r, "bt_init": accuracy(bt, t.test), "skew_hippo_init": accuracy(skew, t.test),
+               "bt_val": h_bt.val_acc, "skew_val": h_sk.val_acc}
+        res["retrained"].append(row)
+        checkpoint.save(os.path.join(out, f"bt{r}-retrained.pt"), bt, t, history=vars(h_bt))
+        log(f"retrain d_state={r:3d}: BT-initialised {row['bt_init']:.3f}, Skew-HiPPO-initialised {row['skew_hippo_init']:.3f}")
+
+    x = t.test[0][:time_batch]
+    models = {d_state: full, **{r: bt_models[r] for r in sorted(bt_models, reverse=True)}}
+    times = time_models({str(k): m for k, m in models.items()}, x, repeats=time_repeats)
+    res["timing"] = {"batch": list(x.shape), "seconds": times,
+                     "speedup": {k: {m: times[str(d_state)][m] / v[m] for m in v} for k, v in times.items()}}
+    res["seconds"] = time.perf_counter() - start
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    table = results_table(res)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(table + "\n")
+    plot(res, os.path.join(out, "results.png"))
+    log(table)
+    log(f"wrote {out}/results.json, results.md, results.png, checkpoints ({res['seconds']:.0f} s)")
+    return res
+
+
+def results_table(res: dict) -> str:
+    """One Markdown table: per state size, accuracy without retraining per method, after retraining, and
+    the reduced model's inference speedup over the full one."""
+    methods = sorted({row["method"] for row in res["reduced"]}, key=METHODS.index)
+    acc = {(row["method"], row["d_state"]): row["test_acc"] for row in res["reduced"]}
+    retr = {row["d_state"]: row for row in res["retrained"]}
+    sp = res["timing"]["speedup"]
+    head = ["d_state", "SSM params"] + [f"{m} (no retrain)" for m in methods] + \
+           ["BT-init retrained", "Skew-HiPPO retrained", "speedup conv", "speedup scan", "speedup step"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    full = res["full"]
+    lines.append(f"| {full['d_state']} (full) | {full['ssm_params']} | " + " | ".join(f"{full['test_acc']:.3f}" for _ in methods)
+                 + " | - | - | 1.00 | 1.00 | 1.00 |")
+    for r in sorted({row["d_state"] for row in res["reduced"]} | set(retr), reverse=True):
+        params = next((row["ssm_params"] for row in res["reduced"] if row["d_state"] == r), "")
+        cells = [f"{acc[(m, r)]:.3f}" if (m, r) in acc else "-" for m in methods]
+        rt = retr.get(r)
+        cells += [f"{rt['bt_init']:.3f}", f"{rt['skew_hippo_init']:.3f}"] if rt else ["-", "-"]
+        cells += [f"{sp[str(r)][m]:.2f}" if str(r) in sp else "-" for m in ("conv", "scan", "step")]
+        lines.append(f"| {r} | {params} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: str) -> None:
+    """Accuracy against state size per method (left), inference speedup against state size (right)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for m in METHODS:
+        rows = sorted((r["d_state"], r["test_acc"]) for r in res["reduced"] if r["method"] == m)
+        if rows:
+            a.plot(*zip(*rows), "o-", label=f"{m}, no retraining")
+    if res["retrained"]:
+        rows = sorted((r["d_state"], r["bt_init"], r["skew_hippo_init"]) for r in res["retrained"])
+        a.plot([r[0] for r in rows], [r[1] for r in rows], "s--", label="BT-init, retrained")
+        a.plot([r[0] for r in rows], [r[2] for r in rows], "^--", label="Skew-HiPPO init, retrained")
+    a.axhline(res["full"]["test_acc"], color="k", lw=0.8, label=f"full (d_state={res['full']['d_state']})")
+    a.set_xscale("log", base=2)
+    a.set_xlabel("d_state per layer")
+    a.set_ylabel("test accuracy")
+    a.legend(fontsize=7)
+    sp = res["timing"]["speedup"]
+    ks = sorted(int(k) for k in sp)
+    for mode in ("conv", "scan", "step"):
+        b.plot(ks, [sp[str(k)][mode] for k in ks], "o-", label=mode)
+    b.set_xscale("log", base=2)
+    b.set_xlabel("d_state per layer")
+    b.set_ylabel("speedup over the full model")
+    b.legend(fontsize=7)
+    fig.suptitle(f"{res['task']}  ({res['machine']})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,39 @@
+"""Inference timing of classifiers on a CPU, every model and mode measured side by side in one run.
+
+Modes: "conv" (each layer's convolution view, forward(x)), "scan" (the recurrence over the whole
+sequence, forward(x, mode="scan")), "step" (token-by-token decoding with step(), the deployment loop).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+MODES = ("conv", "scan", "step")
+
+
+def _run(model, x, mode: str) -> None:
+    if mode == "step":
+        state = model.default_state(x.shape[0])
+        for t in range(x.shape[1]):
+            _, state = model.step(x[:, t], state)
+    else:
+        model(x, mode=mode)
+
+
+@torch.no_grad()
+def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, warmup: int = 1) -> dict:
+    """{name: {mode: median seconds per call}} for every model and mode on the batch x. The rounds
+    interleave the models (round-robin), so machine noise hits all of them alike."""
+    for m in models.values():
+        m.eval()
+    times = {name: {mode: [] for mode in modes} for name in models}
+    for r in range(warmup + repeats):
+        for mode in modes:
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                _run(m, x, mode)
+                if r >= warmup:
+                    times[name][mode].append(time.perf_counter() - t0)
+    return {name: {mode: statistics.median(v) for mode, v in d.items()} for name, d in times.items()}
