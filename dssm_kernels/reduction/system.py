@@ -86,6 +86,22 @@ class StdForm:
         """Boolean (..., N): Re p < 0 (continuous) or |p| < 1 (discrete)."""
         return np.abs(self.p) < 1 if self.discrete else self.p.real < 0
 
+    def realization(self, real: bool = True):
+        """Dense (A, B, C, D) with 2N states, of one (unbatched) system.
+
+        real=False: the conjugate-augmented complex one, A = diag(p, conj p), B = [b; conj b],
+        C = [c, conj c]. real=True: the real one, T x_aug with the unitary
+        T = [[I, I], [-iI, iI]] / sqrt(2), states sqrt(2) [Re x; Im x].
+        """
+        A = np.diag(np.concatenate([self.p, self.p.conj()]))
+        B = np.concatenate([self.b, self.b.conj()])[:, None]
+        C = np.concatenate([self.c, self.c.conj()])[None, :]
+        D = np.array([[float(self.d)]])
+        if not real:
+            return A, B, C, D
+        T = augmented_to_real(self.p.shape[-1])
+        return (T @ A @ T.conj().T).real, (T @ B).real, (C @ T.conj().T).real, D
+
 
 class DiagonalSystem:
     """A (batch of) SISO diagonal system(s); see the module docstring for the conventions.
@@ -263,23 +279,10 @@ class DiagonalSystem:
         return s.d[..., None] + np.sum(r / (x - p) + np.conj(r) / (x - np.conj(p)), -2)
 
     def realization(self, real: bool = True):
-        """Dense (A, B, C, D) of the standard form, 2N states (one system only).
-
-        real=False: the conjugate-augmented complex one, A = diag(p, conj p), B = [b; conj b],
-        C = [c, conj c]. real=True: the real one, T x_aug with the unitary
-        T = [[I, I], [-iI, iI]] / sqrt(2), states sqrt(2) [Re x; Im x].
-        """
+        """Dense (A, B, C, D) of the standard form, 2N states (one system only); see StdForm.realization."""
         if self.batch_shape:
             raise ValueError(f"DiagonalSystem.realization: needs one system, got batch shape {self.batch_shape}")
-        s = self.std
-        A = np.diag(np.concatenate([s.p, s.p.conj()]))
-        B = np.concatenate([s.b, s.b.conj()])[:, None]
-        C = np.concatenate([s.c, s.c.conj()])[None, :]
-        D = np.array([[float(s.d)]])
-        if not real:
-            return A, B, C, D
-        T = augmented_to_real(self.n_modes)
-        return (T @ A @ T.conj().T).real, (T @ B).real, (C @ T.conj().T).real, D
+        return self.std.realization(real)
 
 
 def augmented_to_real(N: int) -> np.ndarray:
