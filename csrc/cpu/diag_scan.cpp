@@ -13,37 +13,26 @@
 #include <tuple>
 
 #include "alloc.h"
+#include "checks.h"
 #include "kernels/diag_scan.h"
 
 namespace {
 
 namespace K = dssm::kernels::diag_scan;
 using at::Tensor;
-using OptTensor = c10::optional<Tensor>;
+using dssm::OptTensor;
 
-void check(const char* op, const char* name, const Tensor& t, at::ScalarType dtype, at::IntArrayRef shape) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
-  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
-
-// The present optional tensor, checked, or null.
-const Tensor* check_opt(const char* op, const char* name, const OptTensor& t, at::ScalarType dtype,
-                        at::IntArrayRef shape) {
-  if (!t.has_value() || !t->defined()) return nullptr;
-  check(op, name, *t, dtype, shape);
-  return &*t;
-}
+using dssm::check_opt;
+using dssm::check_tensor;
 
 // dA (N,) or (B, N) of the dtype of the sequence: its batch stride (0 when shared).
 int64_t check_dA(const char* op, const Tensor& dA, at::ScalarType dtype, int64_t B, int64_t N) {
   TORCH_CHECK(dA.dim() == 1 || dA.dim() == 2, op, ": dA must be (N,) or (B, N), got ", dA.sizes());
   if (dA.dim() == 1) {
-    check(op, "dA", dA, dtype, {N});
+    check_tensor(op, "dA", dA, dtype, {N});
     return 0;
   }
-  check(op, "dA", dA, dtype, {B, N});
+  check_tensor(op, "dA", dA, dtype, {B, N});
   return N;
 }
 
@@ -68,7 +57,7 @@ std::tuple<Tensor, Tensor> diag_scan_fwd(const Tensor& v, const Tensor& dA, cons
   TORCH_CHECK(v.dim() == 3, op, ": v must be (B, L, N), got ", v.sizes());
   const int64_t B = v.size(0), L = v.size(1), N = v.size(2);
   const at::ScalarType ct = v.scalar_type();
-  check(op, "v", v, ct, {B, L, N});
+  check_tensor(op, "v", v, ct, {B, L, N});
   const int64_t dA_stride = check_dA(op, dA, ct, B, N);
   const Tensor* Sp = check_opt(op, "state", state, ct, {B, N});
   Tensor xs = dssm::new_output({B, L, N}, v.options());
@@ -88,7 +77,7 @@ std::tuple<Tensor, Tensor, Tensor> diag_scan_bwd(const Tensor& dA, const OptTens
   TORCH_CHECK(xs.dim() == 3, op, ": xs must be (B, L, N), got ", xs.sizes());
   const int64_t B = xs.size(0), L = xs.size(1), N = xs.size(2);
   const at::ScalarType ct = xs.scalar_type();
-  check(op, "xs (from diag_scan_fwd)", xs, ct, {B, L, N});
+  check_tensor(op, "xs (from diag_scan_fwd)", xs, ct, {B, L, N});
   const int64_t dA_stride = check_dA(op, dA, ct, B, N);
   const Tensor* Sp = check_opt(op, "state", state, ct, {B, N});
   const Tensor* Gp = check_opt(op, "g_xs", g_xs, ct, {B, L, N});

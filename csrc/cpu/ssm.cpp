@@ -11,13 +11,14 @@
 #include <tuple>
 
 #include "alloc.h"
+#include "checks.h"
 #include "kernels/ssm.h"
 
 namespace {
 
 namespace K = dssm::kernels::ssm;
 using at::Tensor;
-using OptTensor = c10::optional<Tensor>;
+using dssm::OptTensor;
 
 // Complex dtype of the modes and the matching real dtype.
 struct Dtypes {
@@ -38,20 +39,8 @@ Dtypes check_modes(const char* op, const Tensor& dA, const Tensor& dB, const Ten
   return {ct, ct == at::kComplexFloat ? at::kFloat : at::kDouble};
 }
 
-void check_tensor(const char* op, const char* name, const Tensor& t, at::ScalarType dtype, at::IntArrayRef shape) {
-  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor");
-  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ", t.sizes());
-  TORCH_CHECK(t.is_contiguous(), op, ": ", name, " must be contiguous");
-}
-
-// Present optional tensor, checked; nullopt stays absent.
-const Tensor* check_opt(const char* op, const char* name, const OptTensor& t, at::ScalarType dtype,
-                        at::IntArrayRef shape) {
-  if (!t.has_value() || !t->defined()) return nullptr;
-  check_tensor(op, name, *t, dtype, shape);
-  return &*t;
-}
+using dssm::check_opt;
+using dssm::check_tensor;
 
 template <class T>
 const T* rp(const Tensor& t) {
