@@ -12,8 +12,10 @@ from dssm_kernels.reduction.bt import balanced_truncation
 from dssm_kernels.reduction.gramians import gramians, hankel_singular_values
 from dssm_kernels.reduction.h2 import h2_reduction
 from dssm_kernels.reduction.modal import modal_truncation
+from dssm_kernels.reduction.model import LayerReport, ModelReport, reduce_model
 from dssm_kernels.reduction.norms import h2_norm, hinf_norm
 from dssm_kernels.reduction.system import DiagonalSystem, from_layer, to_layer
 
 __all__ = ["DiagonalSystem", "from_layer", "to_layer", "gramians", "hankel_singular_values", "h2_norm", "hinf_norm",
-           "balanced_truncation", "modal_truncation", "h2_reduction", "ReductionInfo"]
+           "balanced_truncation", "modal_truncation", "h2_reduction", "ReductionInfo", "reduce_model", "LayerReport",
+           "ModelReport"]

@@ -37,7 +37,10 @@ class Balancer:
         real = lambda M: np.concatenate([M.real, M.imag], 1)  # noqa: E731  (M M* real => [Re M, Im M] factors it)
         self.Zp, self.Zq = real(T @ Lp), real(T @ Lq)
         self.A, self.B, self.C, _ = s.realization(real=True)
-        U, sv, Vt = np.linalg.svd(self.Zq.T @ self.Zp) if self.Zp.size and self.Zq.size else (None, np.zeros(0), None)
+        if self.Zp.size and self.Zq.size:
+            U, sv, Vt = np.linalg.svd(self.Zq.T @ self.Zp, full_matrices=False)
+        else:
+            U, sv, Vt = None, np.zeros(0), None
         k = min(n, sv.size)
         self.U, self.V, self.sv = (U[:, :k], Vt[:k].T, sv[:k]) if k else (None, None, sv)
         # the reported HSVs: those of the complex factors (what hankel_singular_values gives; exact

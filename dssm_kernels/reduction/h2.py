@@ -185,3 +185,21 @@ def _start(who, sys, rank, init, horizon, max_modes):
             pieces.append(bal.piece(bal.rank_for(rank, None), False, max_modes))
         out, info = assemble(who, sys, pieces, ReductionInfo("bt", {}, None, 0, None))
     return out, info.rank
+
+
+def stabilized(sys: DiagonalSystem, red: DiagonalSystem, horizon=None) -> tuple[DiagonalSystem, int]:
+    """(red with every unstable mode mirrored into Re lam < 0 and all residues re-solved h2-optimally
+    against sys over `horizon`, the number of modes mirrored). Time-limited reductions do not
+    preserve stability; layers such as S4D need it."""
+    bad = red.lam.real >= 0
+    if not bad.any():
+        return red, 0
+    lam = np.where(bad, -np.maximum(np.abs(red.lam.real), 1e-3 * np.abs(red.lam)) + 1j * red.lam.imag, red.lam)
+    moved = DiagonalSystem(lam, red.B, red.C, red.D, red.dt, red.disc)
+    s, sf = moved.std, sys.std
+    shape = (-1, s.p.shape[-1])
+    obj = _Objective(sf.p.reshape(-1, sf.p.shape[-1]), sf.r.reshape(-1, sf.p.shape[-1]), np.abs(s.r.reshape(shape)) > 0,
+                     sys.discrete, horizon)
+    with torch.no_grad():
+        r = obj.residues(torch.as_tensor(s.p.reshape(shape))).resolve_conj().numpy().reshape(s.p.shape)
+    return DiagonalSystem.from_std(s.p, r, sf.d, dt=sys.dt, disc=sys.disc), int(bad.sum())
