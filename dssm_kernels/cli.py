@@ -38,7 +38,7 @@ def cmd_demo(a) -> int:
     from dssm_kernels.workflows.demo import run_demo
     run_demo(a.out, task=a.task, layer=a.layer, d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers,
              epochs=a.epochs, retrain_epochs=a.retrain_epochs, ranks=a.ranks, retrain_ranks=a.retrain_ranks,
-             methods=a.methods, lr=a.lr, seed=a.seed, progress=not a.no_progress)
+             methods=a.methods, lr=a.lr, seed=a.seed, time_repeats=a.time_repeats, progress=not a.no_progress)
     return 0
 
 
@@ -130,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    s = sub.add_parser("demo", help="train, reduce, retrain and time a DSS model (about 5 minutes on 2 cores)")
-    model_args(s, 64, 64, 8)
+    s = sub.add_parser("demo", help="train, reduce, retrain and time a DSS model (under 5 minutes on 2 cores)")
+    model_args(s, 32, 64, 8)
     s.add_argument("--out", default="dssm-demo", help="output folder (default ./dssm-demo)")
     s.add_argument("--retrain-epochs", type=int, default=4, help="epochs of each retraining (default 4)")
-    s.add_argument("--ranks", type=int, nargs="+", default=[32, 16, 8, 4], help="reduced d_state values")
-    s.add_argument("--retrain-ranks", type=int, nargs="+", default=[16, 8, 4], help="d_state values retrained")
+    s.add_argument("--time-repeats", type=int, default=5, help="timing rounds per model and mode (default 5)")
+    s.add_argument("--ranks", type=int, nargs="+", default=[16, 8, 4], help="reduced d_state values (default 16 8 4)")
+    s.add_argument("--retrain-ranks", type=int, nargs="+", default=[8, 4], help="d_state values retrained (default 8 4)")
     s.add_argument("--methods", nargs="+", default=["bt", "modal", "h2"], help="reduction methods")
     s.set_defaults(func=cmd_demo)
 

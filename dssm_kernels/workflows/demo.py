@@ -42,10 +42,10 @@ def machine() -> str:
            f"{torch.get_num_threads()} threads".replace("  ", " ")
 
 
-def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss", d_model: int = 64,
+def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss", d_model: int = 32,
              d_state: int = 64, n_layers: int = 2, epochs: int = 8, retrain_epochs: int = 4,
-             ranks=(32, 16, 8, 4), retrain_ranks=(16, 8, 4), methods=METHODS, lr: float = 1e-2,
-             seed: int = 0, time_batch: int = 16, time_repeats: int = 3, progress: bool = True,
+             ranks=(16, 8, 4), retrain_ranks=(8, 4), methods=METHODS, lr: float = 1e-2,
+             seed: int = 0, time_batch: int = 16, time_repeats: int = 5, progress: bool = True,
              log=print) -> dict:
     """Run the whole demo; returns the results dict also written to out/results.json."""
     start = time.perf_counter()
