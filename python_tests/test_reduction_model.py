@@ -48,7 +48,8 @@ def test_output_error_within_composed_bounds(layer, method):
     with torch.no_grad():
         y, yr = model(u), red(u)
         z_r = red.mix(nn.functional.gelu(red.l1(u)))
-        bound = e2 * z_r.norm() + _layer_gain(model.l2) * torch.linalg.matrix_norm(model.mix.weight, 2) * GELU_LIP * e1 * u.norm()
+        mix_gain = torch.linalg.matrix_norm(model.mix.weight, 2)
+        bound = e2 * z_r.norm() + _layer_gain(model.l2) * mix_gain * GELU_LIP * e1 * u.norm()
     err = (y - yr).norm()
     assert 0 < err <= bound
     # and each layer alone: ||G1 u - G1r u|| <= e1 ||u||
@@ -179,3 +180,24 @@ def test_layer_already_small_is_kept():
     red, rep = reduce_model(model, d_state=8)
     assert rep.layers == [] and red.l1.d_state == 8
     assert isinstance(from_layer(red.l1), DiagonalSystem)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: S4D(3, 12, disc="zoh", seed=0, dtype=torch.float64),
+    lambda: S4D(3, 12, disc="bilinear", init="s4d-inv", seed=0, dtype=torch.float64),
+    lambda: DSS(3, 12, seed=0, dtype=torch.float64),
+    lambda: DSS(3, 12, variant="softmax", l_max=50, seed=0, dtype=torch.float64),
+])
+def test_layer_round_trip(make):
+    """from_layer's kernel is the layer's kernel plus D at lag 0; to_layer(from_layer) rebuilds it."""
+    from dssm_kernels.reduction import to_layer
+    layer = make()
+    sys = from_layer(layer)
+    assert sys.batch_shape == (3,) and sys.n_modes == 6
+    with torch.no_grad():
+        K = layer.kernel(80)
+        K[:, 0] += layer.D
+    np.testing.assert_allclose(sys.kernel(80), K.numpy(), rtol=1e-10, atol=1e-12 * K.abs().max().item())
+    again = to_layer(layer, sys)
+    assert type(again) is type(layer) and again.d_state == 12
+    np.testing.assert_allclose(from_layer(again).kernel(80), sys.kernel(80), rtol=1e-10, atol=1e-12)

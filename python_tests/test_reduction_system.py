@@ -1,8 +1,12 @@
 """DiagonalSystem: discretisation against the recurrence, responses against each other, the
 standard form's round trip, batching, subtraction, bad inputs."""
+import doctest
+
 import numpy as np
 import pytest
 import torch
+
+import dssm_kernels.reduction
 
 from dssm_kernels.ops.ssm_scan import ssm_scan_ref
 from dssm_kernels.reduction import DiagonalSystem
@@ -100,3 +104,8 @@ def test_accepts_torch_and_keeps_float64():
     assert sys.lam.dtype == np.complex128 and sys.D.dtype == np.float64 and sys.D.shape == ()
     with pytest.raises(ValueError, match="kernel: L must be an int >= 1"):
         DiagonalSystem(lam, 1, 1, dt=0.1).kernel(0)
+
+
+def test_package_docstring_example():
+    result = doctest.testmod(dssm_kernels.reduction, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

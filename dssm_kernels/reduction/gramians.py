@@ -151,7 +151,8 @@ def _qr_factor(chunks, n: int, who: str) -> np.ndarray:
     R = np.zeros((0, n), np.complex128)
     for Z in chunks:
         if not np.all(np.isfinite(Z)):
-            raise ValueError(f"{who}: the horizon is too long for the growth of the unstable modes (trajectories overflow)")
+            raise ValueError(f"{who}: the horizon is too long for the growth of the unstable modes "
+                             "(trajectories overflow)")
         R = np.linalg.qr(np.concatenate([R, Z.conj().T]), mode="r")
     return R.conj().T
 

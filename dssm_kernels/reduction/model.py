@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from dssm_kernels.nn._base import SSMLayer
 from dssm_kernels.reduction._common import check_tol
 from dssm_kernels.reduction.bt import Balancer, balanced_truncation
 from dssm_kernels.reduction.gramians import check_horizon, resolve_horizon
@@ -38,7 +39,8 @@ class LayerReport:
 
     rank: the real order kept per channel.  hsv: (H, 2N) of the full layer.  error_bound: guaranteed
     ||G_h - G_h,r||_inf per channel (None for h2, or BT over a finite horizon).  hinf_error: the
-    measured ||G_h - G_h,r||_inf (inf where the layer has unstable modes).  kernel_error: measured
+    measured ||G_h - G_h,r||_inf (inf where the layer has unstable modes); hinf_full: ||G_h||_inf of the
+    full layer (for relative errors).  kernel_error: measured
     ||K - K_r|| / ||K|| over `measured_steps` (all channels; per channel in kernel_error_channels).
     """
     name: str
@@ -50,6 +52,7 @@ class LayerReport:
     hsv: np.ndarray
     error_bound: np.ndarray | None
     hinf_error: np.ndarray
+    hinf_full: np.ndarray
     kernel_error: float
     kernel_error_channels: np.ndarray
     measured_steps: int
@@ -84,13 +87,12 @@ def _count(module: nn.Module) -> int:
 def _ssm_layers(model: nn.Module):
     """[(parent or None, attribute, name, layer)] of the reducible layers; TypeError for an SSM layer
     that has no diagonal SISO form (S4's DPLR, S5's MIMO state)."""
-    from dssm_kernels.nn._base import SSMLayer   # reduction -> nn (DESIGN's layering), imported late
     found = []
     for name, mod in model.named_modules():
         reducible = callable(getattr(mod, "modal_form", None)) and callable(getattr(mod, "with_modal_form", None))
         if isinstance(mod, SSMLayer) and not reducible:
-            raise TypeError(f"reduce_model: {name or 'model'} is a {type(mod).__name__}, which has no diagonal SISO-per-"
-                            "channel form (modal_form/with_modal_form): only S4D and DSS layers can be reduced")
+            raise TypeError(f"reduce_model: {name or 'model'} is a {type(mod).__name__}, which has no diagonal "
+                            "SISO-per-channel form (modal_form/with_modal_form): only S4D and DSS layers can be reduced")
         if reducible:
             parent, _, attr = name.rpartition(".")
             found.append((model.get_submodule(parent) if name else None, attr, name or "model", mod))
@@ -123,7 +125,7 @@ def _reduce_layer(sys: DiagonalSystem, method: str, n: int, horizon, max_iter: i
 
 
 def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None = None, method: str = "bt",
-                 horizon=None, *, max_iter: int = 300):
+                 horizon=None, *, max_iter: int = 300, measure_steps: int | None = None):
     """A copy of `model` with every S4D / DSS layer's state reduced, and a ModelReport.
 
     Args:
@@ -132,10 +134,11 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
         tol: instead (method "bt" or "modal"): the smallest state per layer whose guaranteed bound on every
             channel's ||G - G_r||_inf is <= tol (absolute, in the units of the layer's output).
         method: "bt" | "modal" | "h2" (h2 starts from BT at the same size).
-        horizon: an int L: reduce for the first L steps (time-limited Gramians / h2) and measure kernel
-            errors over L. None: infinite horizon (layers with unstable modes fall back to a finite one,
-            with a warning); errors measured over the layer's l_max, else 1024 steps.
+        horizon: an int L: reduce for the first L steps (time-limited Gramians / h2). None: infinite
+            horizon (layers with unstable modes fall back to a finite one, with a warning).
         max_iter: L-BFGS iterations of the h2 method.
+        measure_steps: the kernel length the report's kernel errors are measured over (default: horizon,
+            else the layer's l_max, else 1024).
     Returns:
         (reduced model, ModelReport). The reduced model has the same classes; a SequenceClassifier's
         current_config() rebuilds it for its state_dict.
@@ -146,12 +149,14 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
         raise ValueError(f"reduce_model: method must be one of {METHODS}, got {method!r}")
     if (d_state is None) == (tol is None):
         raise ValueError(f"reduce_model: give exactly one of d_state and tol, got d_state={d_state!r}, tol={tol!r}")
-    if d_state is not None and (isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2):
+    if d_state is not None and (isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2
+                                or d_state % 2):
         raise ValueError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
     tol = check_tol("reduce_model", tol)
     if tol is not None and method == "h2":
         raise ValueError("reduce_model: tol needs a method with a guaranteed bound ('bt' or 'modal'), got method='h2'")
     horizon = check_horizon("reduce_model", True, horizon)
+    measure_steps = check_horizon("reduce_model (measure_steps)", True, measure_steps)
     new_model = copy.deepcopy(model)
     reports = []
     for parent, attr, name, layer in _ssm_layers(new_model):
@@ -175,20 +180,21 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
             new_model = new
         else:
             setattr(parent, attr, new)
-        reports.append(_report(name, layer, new, method, info, h, horizon))
+        reports.append(_report(name, layer, new, method, info, h, measure_steps or horizon))
     return new_model, ModelReport(reports, _count(model), _count(new_model))
 
 
-def _report(name, layer, new, method, info, h, horizon) -> LayerReport:
+def _report(name, layer, new, method, info, h, steps) -> LayerReport:
     full, red = from_layer(layer), from_layer(new)   # what the new layer holds, after its own rounding
-    L = horizon or getattr(layer, "l_max", None) or DEFAULT_MEASURE_STEPS
+    L = steps or getattr(layer, "l_max", None) or DEFAULT_MEASURE_STEPS
     K, Kr = full.kernel(L), red.kernel(L)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # unstable layers: inf, already warned about
         hinf = np.asarray(hinf_norm(full - red))
+        gain = np.asarray(hinf_norm(full))
     return LayerReport(
         name=name, layer=type(layer).__name__, method=method, d_state_before=layer.d_state, d_state_after=new.d_state,
-        rank=np.asarray(info.rank), hsv=info.hsv, error_bound=info.error_bound, hinf_error=hinf,
+        rank=np.asarray(info.rank), hsv=info.hsv, error_bound=info.error_bound, hinf_error=hinf, hinf_full=gain,
         kernel_error=float(np.linalg.norm(K - Kr) / max(np.linalg.norm(K), 1e-300)),
         kernel_error_channels=np.linalg.norm(K - Kr, axis=-1) / np.maximum(np.linalg.norm(K, axis=-1), 1e-300),
         measured_steps=int(L), params_before=_count(layer), params_after=_count(new),

@@ -50,7 +50,8 @@ def _as_array(name: str, x, *, complex_: bool) -> np.ndarray:
         raise TypeError(f"DiagonalSystem: {name} must be real, got dtype {x.dtype}")
     x = x.astype(np.complex128 if complex_ else np.float64)
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"DiagonalSystem: {name} must be finite, got {int(np.sum(~np.isfinite(x)))} non-finite value(s)")
+        n_bad = int(np.sum(~np.isfinite(x)))
+        raise ValueError(f"DiagonalSystem: {name} must be finite, got {n_bad} non-finite value(s)")
     return x
 
 
@@ -158,7 +159,8 @@ class DiagonalSystem:
 
     def __repr__(self) -> str:
         kind = "continuous" if self.dt is None else f"discrete ({self.disc})"
-        return f"DiagonalSystem({kind}, batch={self.batch_shape}, N={self.n_modes} modes, real order {2 * self.n_modes})"
+        return (f"DiagonalSystem({kind}, batch={self.batch_shape}, N={self.n_modes} modes, "
+                f"real order {2 * self.n_modes})")
 
     def __getitem__(self, idx) -> "DiagonalSystem":
         """Index the batch dimensions (never the modes)."""
@@ -195,7 +197,8 @@ class DiagonalSystem:
             return NotImplemented
         if (self.dt is None) != (other.dt is None) or (self.dt is not None and (
                 self.disc != other.disc or not np.array_equal(*np.broadcast_arrays(self.dt, other.dt)))):
-            raise ValueError("DiagonalSystem: subtraction needs both systems continuous, or discrete with one dt and disc")
+            raise ValueError("DiagonalSystem: subtraction needs both systems continuous, "
+                             "or discrete with one dt and disc")
         batch = np.broadcast_shapes(self.batch_shape, other.batch_shape)
         cat = lambda a, b: np.concatenate([np.broadcast_to(a, batch + a.shape[-1:]),  # noqa: E731
                                            np.broadcast_to(b, batch + b.shape[-1:])], -1)
