@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from dssm_kernels.reduction._common import (Piece, ReductionInfo, assemble, check_rank, check_system, check_tol,
-                                            modal_from_real)
+                                            modal_from_real, single_threaded)
 from dssm_kernels.reduction.gramians import gramian_factors, resolve_horizon
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm, augmented_to_real
 
@@ -83,6 +83,7 @@ class Balancer:
                                      error_bound=self.tails[r] if guaranteed else np.nan, rediag_error=err))
 
 
+@single_threaded
 def balanced_truncation(sys: DiagonalSystem, rank: int | None = None, tol: float | None = None, horizon=None,
                         *, max_modes: int | None = None):
     """Square-root balanced truncation (module docstring) of each system of the batch.

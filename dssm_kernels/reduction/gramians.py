@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 import torch
 
+from dssm_kernels.reduction._common import single_threaded
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm
 
 DEFAULT_STEPS = 1024          # finite horizon used for unstable discrete systems given no horizon
@@ -195,6 +196,7 @@ def gramian_factors(s: StdForm, horizon=None, who: str = "gramians"):
     return gram_factor(x, g, s.discrete, horizon, who), gram_factor(np.conj(x), h, s.discrete, horizon, who)
 
 
+@single_threaded
 def hankel_singular_values(sys: DiagonalSystem, horizon=None) -> np.ndarray:
     """The Hankel singular values of the real system (size 2N): float64 (..., 2N), descending.
 

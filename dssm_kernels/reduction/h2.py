@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from dssm_kernels.reduction._common import Piece, ReductionInfo, assemble, check_rank, check_system
+from dssm_kernels.reduction._common import Piece, ReductionInfo, assemble, check_rank, check_system, single_threaded
 from dssm_kernels.reduction.bt import Balancer
 from dssm_kernels.reduction.gramians import hankel_singular_values, resolve_horizon, weight
 from dssm_kernels.reduction.modal import modal_truncation
@@ -82,6 +82,7 @@ def _to_params(p: np.ndarray, discrete: bool):
     return np.log(np.maximum(np.abs(z.real), 1e-12)), z.imag
 
 
+@single_threaded
 def h2_reduction(sys: DiagonalSystem, rank: int, init="bt", horizon=None, *, max_modes: int | None = None,
                  max_iter: int = 500):
     """h2-optimal reduction (module docstring) of each system of the batch.
@@ -132,13 +133,8 @@ def h2_reduction(sys: DiagonalSystem, rank: int, init="bt", horizon=None, *, max
         return e.item(), g.numpy()
 
     x0 = np.concatenate([rho.ravel(), w.ravel()])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)      # the problems are tiny: on a loaded machine thread hand-offs cost 1000x
-    try:
-        res = minimize(fun, x0, jac=True, method="L-BFGS-B",
-                       options=dict(maxiter=max_iter, ftol=1e-15, gtol=1e-12)) if max_iter > 0 else None
-    finally:
-        torch.set_num_threads(threads)
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B",
+                   options=dict(maxiter=max_iter, ftol=1e-15, gtol=1e-12)) if max_iter > 0 else None
     with torch.no_grad():
         if res is None:      # no iterations: the start itself
             p1, r1, e_end = p0, r0, e_start

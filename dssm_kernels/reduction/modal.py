@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dssm_kernels.reduction._common import ReductionInfo, check_rank, check_system
+from dssm_kernels.reduction._common import ReductionInfo, check_rank, check_system, single_threaded
 from dssm_kernels.reduction.gramians import hankel_singular_values, resolve_horizon
 from dssm_kernels.reduction.norms import h2_inner
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm, pad_modes
@@ -44,6 +44,7 @@ def _select(dom: np.ndarray, real: np.ndarray, rank: int, max_modes: int | None)
     return np.array(sorted(kept), dtype=int)
 
 
+@single_threaded
 def modal_truncation(sys: DiagonalSystem, rank: int, *, horizon=None, max_modes: int | None = None):
     """Keep the dominant modes (module docstring) of each system of the batch.
 

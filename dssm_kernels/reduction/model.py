@@ -21,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from dssm_kernels.nn._base import SSMLayer
-from dssm_kernels.reduction._common import check_tol
+from dssm_kernels.reduction._common import check_tol, single_threaded
 from dssm_kernels.reduction.bt import Balancer, balanced_truncation
 from dssm_kernels.reduction.gramians import check_horizon, resolve_horizon
 from dssm_kernels.reduction.h2 import h2_reduction, stabilized
@@ -124,6 +124,7 @@ def _reduce_layer(sys: DiagonalSystem, method: str, n: int, horizon, max_iter: i
     return h2_reduction(sys, rank, horizon=horizon, max_modes=n, max_iter=max_iter)
 
 
+@single_threaded
 def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None = None, method: str = "bt",
                  horizon=None, *, max_iter: int = 300, measure_steps: int | None = None):
     """A copy of `model` with every S4D / DSS layer's state reduced, and a ModelReport.

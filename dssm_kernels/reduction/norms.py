@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from dssm_kernels.reduction._common import single_threaded
 from dssm_kernels.reduction.gramians import resolve_horizon, weight
 from dssm_kernels.reduction.system import DiagonalSystem
 
@@ -45,6 +46,7 @@ def _augmented_t(s):
     return t(s.p), t(s.r)
 
 
+@single_threaded
 def h2_norm(sys: DiagonalSystem, horizon=None):
     """||G||_2 (continuous: strictly proper part; discrete: sum_{l} K[l]^2, K[0] = D + 2 Re sum C dB).
 
@@ -105,6 +107,7 @@ def _hinf_one(s) -> tuple[float, float]:
     return best, at
 
 
+@single_threaded
 def hinf_norm(sys: DiagonalSystem, return_frequency: bool = False):
     """sup |G| over s = i w (continuous) or z = exp(i w) (discrete), by a refined grid (module docstring).
 
