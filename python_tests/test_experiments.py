@@ -74,6 +74,20 @@ def test_quick_run_writes_sane_outputs(outputs, name):
     assert os.path.getsize(paths["png"]) > 10_000
 
 
+@pytest.mark.parametrize("name", ["bt-init", "compression", "ptd-robustness"])
+def test_render_from_json_reproduces_markdown(outputs, tmp_path, name):
+    """render() rebuilds NAME.md from NAME.json alone, identical to what run() wrote."""
+    for ext in ("json", "md"):
+        with open(os.path.join(outputs, f"{name}.{ext}")) as f, open(tmp_path / f"{name}.{ext}", "w") as g:
+            g.write(f.read())
+    os.remove(tmp_path / f"{name}.md")
+    experiments.render(name, out=str(tmp_path))
+    assert (tmp_path / f"{name}.md").read_text() == open(os.path.join(outputs, f"{name}.md")).read()
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no results at"):
+        experiments.render(name, out=str(tmp_path / "empty"))
+
+
 def test_bt_init_contents(outputs):
     res = json.load(open(os.path.join(outputs, "bt-init.json")))
     cfg = res["config"]

@@ -161,8 +161,10 @@ def reading(res: dict) -> str:
         tot = [(r, E.paired(_vals(res, name, r, "bt_post"), _vals(res, name, r, "skew_total"))) for r in cfg["ranks"]]
         all_a = [r for r, d in wins if d["verdict"] == "a"]
         mixed = [r for r, d in wins if d["verdict"] == "mixed"]
+        full = np.mean([f["test_acc"] for f in res["full"] if f["task"] == name])
         lines.append(
-            f"- {name}: BT-init beats Skew-HiPPO (same budget) in every seed at r = {all_a or 'none'}"
+            f"- {name} (full model {full:.3f}, majority class {res['majority'][name]:.3f}): BT-init beats Skew-HiPPO "
+            f"(same budget) in every seed at r = {all_a or 'none'}"
             + (f", in some seeds only at r = {mixed}" if mixed else "")
             + f"; mean gain {np.mean([d['mean'] for _, d in wins]):+.3f} over the ranks. "
             + ("The paper's claim **reproduces** on this task." if len(all_a) == len(wins) else

@@ -182,6 +182,16 @@ def reading(res: dict) -> str:
                          + (f" (the model only ever reads L = {res['seq_len']} steps: error beyond L does not matter, "
                             "and the infinite-horizon methods spend part of their budget on it)."
                             if len(wins) > len(cfg["ranks"]) / 2 else "."))
+    finite = [m for m in methods if METHODS[m][1]]
+    if finite:
+        worst = {m: max(lay["hinf_max"] for row in res["rows"] if row["method"] == m for lay in row["layers"])
+                 for m in methods}
+        lines.append("- The price of a finite horizon: the largest measured H∞ error of a layer (all frequencies, "
+                     "infinite horizon) is " + ", ".join(f"{m} {worst[m]:.3g}" for m in methods) + ". "
+                     + ("The finite-horizon reductions fit the first L steps and leave slowly decaying or "
+                        "resonant modes after them, so they are safe only for sequences no longer than L."
+                        if min(worst[m] for m in finite) > 2 * max(worst[m] for m in methods if m not in finite)
+                        else ""))
     # the guaranteed bounds: do the measured errors respect them, and how tight are they?
     pairs = [(lay["hinf_max"], lay["bound_max"]) for row in res["rows"] for lay in row["layers"]
              if lay["bound_max"] is not None]

@@ -11,10 +11,13 @@ not reproduce) and OUT/NAME.png. The default run of each takes at most about 15 
 and torch runs on one thread, so a rerun gives the same numbers.
 
     run(name, out="docs/experiments", quick=False, progress=True, log=print) -> 0
+    render(name, out="docs/experiments")      # NAME.md and NAME.png again from NAME.json, no training
 """
 from __future__ import annotations
 
 import importlib
+import json
+import os
 
 from dssm_kernels.workflows import _exp_common as E
 
@@ -54,10 +57,25 @@ def run(name: str, out: str = DEFAULT_OUT, quick: bool = False, *, progress: boo
         res.update(name=name, quick=quick, command=E.command(name, out, quick, DEFAULT_OUT), machine=E.machine(),
                    threads=E.THREADS)
     res["seconds"] = clock()
-    markdown = "\n".join([E.header(mod.TITLE, mod.CLAIM, res), "## Results\n", mod.tables(res),
-                          "\n## Reading\n", mod.reading(res)])
-    paths = E.write_outputs(out, name, res, markdown, mod.plot)
+    paths = E.write_outputs(out, name, res, _markdown(mod, res), mod.plot)
     log(mod.tables(res))
     log(mod.reading(res))
     log(f"wrote {', '.join(paths)} ({res['seconds']:.0f} s)")
     return 0
+
+
+def render(name: str, out: str = DEFAULT_OUT) -> list[str]:
+    """Rewrite OUT/NAME.md and OUT/NAME.png from OUT/NAME.json (no training): tables, reading and plot
+    come from the recorded numbers, so a change to how they are presented needs no rerun."""
+    mod = module(name)
+    path = os.path.join(out, f"{name}.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"experiments.render: no results at {path!r}; run the experiment first")
+    with open(path) as f:
+        res = json.load(f)
+    return E.write_outputs(out, name, res, _markdown(mod, res), mod.plot)
+
+
+def _markdown(mod, res: dict) -> str:
+    return "\n".join([E.header(mod.TITLE, mod.CLAIM, res), "## Results\n", mod.tables(res), "\n## Reading\n",
+                      mod.reading(res)])
