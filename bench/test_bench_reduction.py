@@ -10,8 +10,10 @@ prints the speedup table); `python bench/test_bench_reduction.py <json>` prints 
 """
 import json
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,70 +34,98 @@ def models():
     return out
 
 
-def _info(benchmark, target, mode, d_state, module, **sizes):
-    benchmark.group = f"{target} {mode} {sizes}"
-    benchmark.extra_info.update(target=target, mode=mode, d_state=d_state,
-                                params=sum(p.numel() for p in module.parameters()), threads=torch.get_num_threads(),
-                                **sizes)
-
-
-@pytest.mark.parametrize("d_state", (FULL,) + REDUCED)
-@pytest.mark.parametrize("mode", ["conv", "scan"])
-@pytest.mark.parametrize("target", ["model", "layer"])
-def test_sequence(benchmark, models, target, mode, d_state):
-    model = models[d_state]
-    if target == "model":
-        x = torch.randn(B, L, 1, generator=torch.Generator().manual_seed(0))
-        fn = lambda: model(x, mode=mode)  # noqa: E731
-    else:
-        layer = model.blocks[0].layer
-        x = torch.randn(B, L, H, generator=torch.Generator().manual_seed(0))
-        fn = (lambda: layer(x)) if mode == "conv" else (lambda: layer.scan(x))
-    _info(benchmark, target, mode, d_state, model if target == "model" else model.blocks[0].layer,
-          B=B, H=H, L=L, layers=LAYERS if target == "model" else 1)
-    with torch.no_grad():
-        benchmark.pedantic(fn, rounds=8, warmup_rounds=1)
-
-
-@pytest.mark.parametrize("d_state", (FULL,) + REDUCED)
-@pytest.mark.parametrize("target", ["model", "layer"])
-def test_step(benchmark, models, target, d_state):
-    """One token: through the whole model (encoder, both blocks, running-mean pool, decoder), or
-    through the first S4D layer."""
+def _runner(models, target, mode, d_state):
+    """A zero-argument callable running one timed unit of work, and its sizes."""
     model = models[d_state]
     mod = model if target == "model" else model.blocks[0].layer
-    x = torch.randn(STEP_B, 1) if target == "model" else torch.randn(STEP_B, H)
+    if mode == "step":
+        x = torch.randn(STEP_B, 1) if target == "model" else torch.randn(STEP_B, H)
+        with torch.no_grad():
+            state = mod.step(x, mod.default_state(STEP_B))[1]
+        return (lambda: mod.step(x, state)), mod, dict(B=STEP_B, H=H)
+    x = torch.randn(B, L, 1 if target == "model" else H, generator=torch.Generator().manual_seed(0))
+    if target == "model":
+        fn = lambda: model(x, mode=mode)  # noqa: E731
+    else:
+        fn = (lambda: mod(x)) if mode == "conv" else (lambda: mod.scan(x))
+    return fn, mod, dict(B=B, H=H, L=L)
+
+
+CASES = [(t, m) for t in ("layer", "model") for m in ("conv", "scan", "step")]
+
+
+@pytest.mark.parametrize("d_state", (FULL,) + REDUCED)
+@pytest.mark.parametrize("target,mode", CASES)
+def test_time(benchmark, models, target, mode, d_state):
+    """Absolute time of one variant (pytest-benchmark's own statistics)."""
+    fn, mod, sizes = _runner(models, target, mode, d_state)
+    benchmark.group = f"{target} {mode}"
+    benchmark.extra_info.update(kind="time", target=target, mode=mode, d_state=d_state,
+                                params=sum(p.numel() for p in mod.parameters()), threads=torch.get_num_threads(),
+                                layers=LAYERS if target == "model" else 1, **sizes)
     with torch.no_grad():
-        state = mod.default_state(STEP_B)
-        _, state = mod.step(x, state)
-        _info(benchmark, target, "step", d_state, mod, B=STEP_B, H=H, layers=LAYERS if target == "model" else 1)
-        benchmark.pedantic(lambda: mod.step(x, state), rounds=200, iterations=5, warmup_rounds=5)
+        if mode == "step":
+            benchmark.pedantic(fn, rounds=200, iterations=5, warmup_rounds=5)
+        else:
+            benchmark.pedantic(fn, rounds=8, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("target,mode", CASES)
+def test_paired(benchmark, models, target, mode):
+    """The speedups: every round times each variant once, in rotating order, so the load a shared CPU
+    adds falls on all of them alike; per variant, the median over rounds of full time / its time."""
+    runs = {d: _runner(models, target, mode, d)[0] for d in (FULL,) + REDUCED}
+    rounds, reps = (40, 50) if mode == "step" else (12, 1)
+    times = {d: [] for d in runs}
+    order = list(runs)
+
+    def one_round():
+        for d in order:
+            t = time.perf_counter()
+            for _ in range(reps):
+                runs[d]()
+            times[d].append((time.perf_counter() - t) / reps)
+        order.append(order.pop(0))
+
+    with torch.no_grad():
+        for fn in runs.values():
+            fn()                                                  # warm-up
+        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    full = np.array(times[FULL])
+    benchmark.group = f"paired {target} {mode}"
+    benchmark.extra_info.update(kind="paired", target=target, mode=mode, threads=torch.get_num_threads(), ratios={
+        str(d): dict(median_s=float(np.median(times[d])), speedup=float(np.median(full / np.array(times[d]))),
+                     q1=float(np.quantile(full / np.array(times[d]), 0.25)),
+                     q3=float(np.quantile(full / np.array(times[d]), 0.75))) for d in runs})
 
 
 def summarize(path) -> str:
-    """Markdown table: median time per target, mode and d_state, and the speedup over the full model."""
+    """Markdown table: per target and mode, the full model's median time and each reduction's median
+    paired speedup (interquartile range over the rounds)."""
     data = json.loads(Path(path).read_text())
-    t = {(b["extra_info"]["target"], b["extra_info"]["mode"], b["extra_info"]["d_state"]):
-         (b["stats"]["median"], b["extra_info"]) for b in data["benchmarks"]}
-    head = "| what | mode | sizes | " + " | ".join(f"d_state {d}" for d in (FULL,) + REDUCED) + " |"
-    lines = [head, "|" + "---|" * (3 + 1 + len(REDUCED))]
+    paired = {(b["extra_info"]["target"], b["extra_info"]["mode"]): b["extra_info"] for b in data["benchmarks"]
+              if b["extra_info"].get("kind") == "paired"}
+    timed = {(b["extra_info"]["target"], b["extra_info"]["mode"], b["extra_info"]["d_state"]): b["extra_info"]
+             for b in data["benchmarks"] if b["extra_info"].get("kind") == "time"}
+    head = "| what | mode | sizes | d_state 64 (time) | " + " | ".join(f"d_state {d}" for d in REDUCED) + " |"
+    lines = [head, "|" + "---|" * (4 + len(REDUCED))]
+    for (target, mode), info in paired.items():
+        r = info["ratios"]
+        sz = timed.get((target, mode, FULL), {})
+        sizes = f"B={sz.get('B')} H={sz.get('H')}" + (f" L={sz['L']}" if "L" in sz else " (one token)")
+        what = "S4D layer" if target == "layer" else f"model ({LAYERS} blocks)"
+        cells = [f"{r[str(FULL)]['median_s'] * 1e3:.3f} ms"] + [
+            f"{r[str(d)]['speedup']:.2f}x ({r[str(d)]['q1']:.2f}-{r[str(d)]['q3']:.2f})" for d in REDUCED]
+        lines.append(f"| {what} | {mode} | {sizes} | " + " | ".join(cells) + " |")
     for target in ("layer", "model"):
-        for mode in ("conv", "scan", "step"):
-            if (target, mode, FULL) not in t:
-                continue
-            full_t, info = t[(target, mode, FULL)]
-            sizes = f"B={info['B']} H={info['H']}" + (f" L={info['L']}" if "L" in info else " (one token)")
-            cells = [f"{full_t * 1e3:.3f} ms"] + [
-                f"{t[(target, mode, d)][0] * 1e3:.3f} ms ({full_t / t[(target, mode, d)][0]:.2f}x)"
-                for d in REDUCED if (target, mode, d) in t]
-            what = "S4D layer" if target == "layer" else f"model ({info['layers']} blocks)"
-            lines.append(f"| {what} | {mode} | {sizes} | " + " | ".join(cells) + " |")
-    mi = data["machine_info"]
-    for target in ("layer", "model"):
-        params = " / ".join(f"{t[(target, 'scan', d)][1]['params']}" for d in (FULL,) + REDUCED if (target, "scan", d) in t)
+        params = " / ".join(str(timed[(target, "scan", d)]["params"]) for d in (FULL,) + REDUCED
+                            if (target, "scan", d) in timed)
         lines.append(f"\n{target} parameters (d_state {'/'.join(map(str, (FULL,) + REDUCED))}): {params}")
+    mi = data["machine_info"]
+    threads = next(iter(paired.values()))["threads"] if paired else "?"
     lines.append(f"\nmachine: {mi.get('device', mi.get('processor'))}, {mi.get('cpu', {}).get('count', '?')} cores, "
-                 f"torch {mi.get('torch')}; medians; speedup = full / reduced, timed side by side in one run")
+                 f"{threads} thread(s), torch {mi.get('torch')}; speedup = median over interleaved rounds of "
+                 "full time / reduced time (interquartile range)")
     return "\n".join(lines)
 
 
