@@ -2,6 +2,7 @@
 carry their own optimiser settings, and the convolution-mode forward of the SISO-per-channel layers."""
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -59,7 +60,7 @@ def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | Non
     module.register_parameter(name, p)
 
 
-class SSMLayer(nn.Module):
+class SSMLayer(nn.Module, abc.ABC):
     """Base of the layers: H = d_model channels, d_state the real state size (even: N = d_state / 2
     complex modes in conjugate pairs). Subclasses set up their parameters and implement forward on
     (B, H, L) through `_channels_first` / `_restore`, `default_state` and `step`."""
@@ -130,8 +131,9 @@ class ConvSSMLayer(SSMLayer):
     """A layer with one SISO system per channel, trained in convolution mode: subclasses give
     kernel(L) -> (H, L) and the feedthrough D (H,); forward is y = K * u + D u (dk.fftconv)."""
 
+    @abc.abstractmethod
     def kernel(self, L: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The convolution kernel K (H, L)."""
 
     @property
     def _conv_backend(self) -> str:
@@ -154,8 +156,9 @@ class DiagonalConvLayer(ConvSSMLayer):
     complex (H, N) each. The kernel is K[l] = 2 Re(sum_n C dB dA^l) = dk.vandermonde(C dB, log dA, L);
     step() is the same recurrence (dk.ssm_step), so the two agree."""
 
+    @abc.abstractmethod
     def discrete(self):
-        raise NotImplementedError
+        """(dA, dB, C, log dA), complex (H, N) each."""
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""
