@@ -111,7 +111,7 @@ def cmd_bench(a) -> int:
 
 def cmd_experiment(a) -> int:
     from dssm_kernels.workflows import experiments
-    return experiments.run(a.name, out=a.out, quick=a.quick)
+    return experiments.run(a.name, out=a.out, quick=a.quick, progress=not a.no_progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="bt-init | compression | ptd-robustness")
     s.add_argument("--out", default="docs/experiments", help="folder for results (default docs/experiments)")
     s.add_argument("--quick", action="store_true", help="a small run to check the pipeline")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_experiment)
     return p
 
