@@ -110,29 +110,34 @@ class S4(ConvSSMLayer):
         dB = torch.linalg.solve(left, dt * _full(B))
         return A, dA, dB
 
-    def _power_factor(self, L: int) -> torch.Tensor:
+    @staticmethod
+    def _power_factor(dA: torch.Tensor, L: int) -> torch.Tensor:
         """I - dA_f^L, (H, d_state, d_state)."""
-        _, dA, _ = self.dense()
         return torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device) - torch.linalg.matrix_power(dA, L)
 
-    def _c_tilde_from_c(self, C: torch.Tensor, L: int) -> torch.Tensor:
-        N = C.shape[-1]
-        return (_full(C).unsqueeze(-2) @ self._power_factor(L)).squeeze(-2)[..., :N]
+    def _c_tilde_from_c(self, C: torch.Tensor, L: int, dA: torch.Tensor | None = None) -> torch.Tensor:
+        """C~ = C (I - dA^L) on the half, C (H, N); dA_f from dense() unless the caller has it."""
+        dA = self.dense()[1] if dA is None else dA
+        return (_full(C).unsqueeze(-2) @ self._power_factor(dA, L)).squeeze(-2)[..., :C.shape[-1]]
+
+    def _c_from_c_tilde(self, dA: torch.Tensor) -> torch.Tensor:
+        """The true C (H, N) from the learned C~ of l_max: C~_f = C_f M  ->  M^T C_f^T = C~_f^T."""
+        Ct = torch.view_as_complex(self.C)
+        M = self._power_factor(dA, self.l_max)
+        return torch.linalg.solve(M.transpose(-1, -2), _full(Ct).unsqueeze(-1)).squeeze(-1)[..., :Ct.shape[-1]]
 
     def output_vector(self) -> torch.Tensor:
         """The true C (H, N) of the recurrence (solving out the C~ of l_max when the layer learns C~)."""
-        C = torch.view_as_complex(self.C)
         if self.l_max is None:
-            return C
-        N = C.shape[-1]
-        M = self._power_factor(self.l_max)  # C~_f = C_f M  ->  M^T C_f^T = C~_f^T
-        return torch.linalg.solve(M.transpose(-1, -2), _full(C).unsqueeze(-1)).squeeze(-1)[..., :N]
+            return torch.view_as_complex(self.C)
+        return self._c_from_c_tilde(self.dense()[1])
 
     def _c_tilde(self, L: int) -> torch.Tensor:
-        C = torch.view_as_complex(self.C)
         if self.l_max == L:
-            return C
-        return self._c_tilde_from_c(self.output_vector(), L)
+            return torch.view_as_complex(self.C)
+        dA = self.dense()[1]  # once for both C~ of l_max -> C and C -> C~ of L
+        C = torch.view_as_complex(self.C) if self.l_max is None else self._c_from_c_tilde(dA)
+        return self._c_tilde_from_c(C, L, dA)
 
     # --- convolution view -------------------------------------------------------------------------
     def kernel(self, L: int) -> torch.Tensor:
