@@ -28,5 +28,4 @@ def test_two_layer_model_learns_long_memory(layer):
     after = accuracy(model, task.test)
     print(f"{layer}: test accuracy {before:.3f} -> {after:.3f} in {seconds:.1f} s")
     assert before < 0.4  # untrained: near chance (0.25)
-    assert after >= 0.9
-    assert seconds < 60
+    assert after >= 0.9   # the time is printed, not asserted: a loaded machine may take several times longer

@@ -14,8 +14,13 @@ from test_reduction_util import random_system
 def test_bounds_on_200_random_systems():
     """sigma_{r+1} <= ||G - G_r||_inf <= 2 sum_{i>r} sigma_i on 200 seeded random stable systems
     (continuous, ZOH, bilinear; N in 2..6 with up to two real modes; every rank 1..2N-1 drawn).
-    Slack: the grid H-infinity can only under-estimate (the refined grid is polished to ~1e-12), and
-    both sides carry rounding ~1e-12 ||G||."""
+
+    Tolerances. Upper bound: both sides carry rounding. The reduced realisation (balancing transform,
+    then re-diagonalisation, conditioned up to ~1e3 on these systems) is exact to ~cond * eps * ||G||,
+    and so is the grid norm of the difference; measured: at most 1.1e3 eps ||G|| where the bound is
+    exactly 0 (only structurally zero HSVs discarded) and 10 eps ||G|| elsewhere. SLACK = 1e-11 ||G||
+    (4.5e4 eps) keeps a 40x margin on any processor. Lower bound: the grid can only under-estimate
+    the peak; polished, it misses by < 1e-6 relative."""
     rng = np.random.default_rng(2024)
     kinds = [(None, "zoh"), (0.1, "zoh"), (0.5, "bilinear")]
     worst_low, worst_high = 0.0, 0.0
@@ -28,12 +33,13 @@ def test_bounds_on_200_random_systems():
         err, g = hinf_norm(sys - red), hinf_norm(sys)
         assert np.all(red.lam.real < 0)
         slack = 1e-11 * g
-        assert err <= info.error_bound * (1 + 1e-9) + slack, (i, err, info.error_bound)
+        assert err <= info.error_bound + slack, (i, err, info.error_bound)
         assert info.hsv[info.rank] <= err * (1 + 1e-6) + slack, (i, err, info.hsv)
-        if info.error_bound > 1e-9 * g:
+        if info.error_bound > 1e-6 * g:   # where the slack is at most 1e-5 of the bound
             worst_high = max(worst_high, err / info.error_bound)
             worst_low = max(worst_low, info.hsv[info.rank] / err)
-    assert 0.5 < worst_high <= 1 + 1e-9 and 0.5 < worst_low <= 1 + 1e-6   # both bounds nearly attained somewhere
+    # both bounds nearly attained somewhere; the upper limits are the per-system ones above
+    assert 0.5 < worst_high <= 1 + 1e-5 and 0.5 < worst_low <= 1 + 1e-6 + 1e-5
 
 
 @pytest.mark.parametrize("dt,disc", [(None, "zoh"), (0.05, "zoh"), (0.3, "zoh"), (0.2, "bilinear")])

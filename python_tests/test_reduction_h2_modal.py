@@ -5,11 +5,20 @@ import pytest
 
 from dssm_kernels.reduction import (DiagonalSystem, balanced_truncation, h2_norm, h2_reduction, hinf_norm,
                                     modal_truncation)
+from rounding import accumulated
 from test_reduction_util import random_system
 
 
 def _rel_h2(sys, red, horizon=None):
     return h2_norm(sys - red, horizon) / h2_norm(sys, horizon)
+
+
+def _h2_rounding(sys, red, e_rel):
+    """Rounding in a relative h2 error e = sqrt(q) / ||G||_2: q is a quadratic form over the
+    n = 2 (N + N_r) augmented modes of sys - red, exact to ~n^2 eps ||G||^2 (its terms are of the
+    order of ||G||^2 on these well-conditioned systems), so e is exact to ~n^2 eps / (2 e)."""
+    n = 2 * (sys.n_modes + red.n_modes)
+    return accumulated(n * n) / (2 * e_rel)
 
 
 @pytest.mark.parametrize("dt,disc", [(None, "zoh"), (0.1, "zoh"), (0.3, "bilinear")])
@@ -23,7 +32,7 @@ def test_h2_error_at_most_bt(dt, disc):
         bt, _ = balanced_truncation(sys, rank=rank)
         h2, info = h2_reduction(sys, rank, max_iter=150)
         e_bt, e_h2 = _rel_h2(sys, bt), _rel_h2(sys, h2)
-        assert np.all(e_h2 <= e_bt * (1 + 1e-9))
+        assert np.all(e_h2 <= e_bt + _h2_rounding(sys, bt, e_bt))
         improved += int(np.sum(e_h2 < (1 - 1e-3) * e_bt))
         np.testing.assert_allclose(info.extra["h2_error"], e_h2, rtol=1e-6)
         np.testing.assert_allclose(info.extra["h2_error_init"], e_bt, rtol=1e-6)
@@ -36,7 +45,8 @@ def test_time_limited_h2_at_most_time_limited_bt(dt, horizon):
     sys = random_system(np.random.default_rng(1), 6, dt=dt, batch=(3,))
     bt, _ = balanced_truncation(sys, rank=4, horizon=horizon)
     h2, info = h2_reduction(sys, 4, horizon=horizon, max_iter=150)
-    assert np.all(_rel_h2(sys, h2, horizon) <= _rel_h2(sys, bt, horizon) * (1 + 1e-9))
+    e_bt = _rel_h2(sys, bt, horizon)
+    assert np.all(_rel_h2(sys, h2, horizon) <= e_bt + _h2_rounding(sys, bt, e_bt))
     assert np.all(h2.lam.real < 0)
 
 
@@ -45,9 +55,11 @@ def test_never_worse_than_its_start():
     sys = random_system(np.random.default_rng(2), 6, dt=0.1, batch=(3,))
     modal, _ = modal_truncation(sys, 4)
     h2, info = h2_reduction(sys, 4, init="modal", max_iter=20)
-    assert np.all(_rel_h2(sys, h2) <= _rel_h2(sys, modal) * (1 + 1e-9))
+    e_modal = _rel_h2(sys, modal)
+    assert np.all(_rel_h2(sys, h2) <= e_modal + _h2_rounding(sys, modal, e_modal))
     same, info0 = h2_reduction(sys, 4, init=modal, max_iter=0)
-    np.testing.assert_allclose(same.kernel(40), modal.kernel(40), rtol=0, atol=1e-12)
+    K = modal.kernel(40)   # 40 steps of a recurrence, rebuilt from the same modes: rounding only
+    np.testing.assert_allclose(same.kernel(40), K, rtol=0, atol=accumulated(40) * np.abs(K).max())
     assert not info0.extra["improved"].any()
 
 
@@ -85,7 +97,8 @@ def test_modal_bound_and_kept_modes(dt):
         sys = random_system(rng, 6, dt=dt, n_real=2)
         for rank in (1, 3, 6, 9):
             red, info = modal_truncation(sys, rank)
-            assert hinf_norm(sys - red) <= info.error_bound * (1 + 1e-9) + 1e-12
+            # rounding of the grid norm of sys - red: ~n eps ||G|| (n <= 12 modes); 1e-11 ||G|| is 4.5e4 eps
+            assert hinf_norm(sys - red) <= info.error_bound + 1e-11 * hinf_norm(sys)
             kept = info.extra["kept"][info.extra["kept"] >= 0]
             live = np.abs(red.C) > 0
             np.testing.assert_array_equal(red.lam[live], sys.lam[kept])
