@@ -228,16 +228,40 @@ def test_recall_needs_memory_of_the_whole_sequence(max_position):
     ("recall", {"n_val": -1}, ValueError, "n_val must be >= 0"),
     ("recall", {"n_test": "5"}, TypeError, "n_test must be an int"),
     ("recall", {"max_position": 63}, ValueError, "max_position must be in"),
-    ("recall", {"n_classes": 1}, ValueError, "n_classes must be >= 2"),
+    ("recall", {"n_classes": 1}, ValueError, "n_classes must be in \\[2, 65536\\], got 1"),
     ("listops", {"min_length": 300}, ValueError, "min_length must be in"),
     ("listops", {"max_args": 1}, ValueError, "max_args must be >= 2"),
     ("listops", {"max_depth": True}, TypeError, "max_depth must be an int"),
-    ("listops", {"max_depth": 1, "min_length": 1, "n_train": 20, "n_val": 0, "n_test": 0}, ValueError,
-     "distinct expressions"),
     ("digits", {"upsample": 0}, ValueError, "upsample must be in"),
     ("digits", {"interpolation": "cubic"}, ValueError, "interpolation must be one of"),
     ("digits", {"n_train": 1500}, ValueError, "n_train \\+ n_val \\+ n_test must be at most 1797"),
+    # sizes are bounded before anything is generated (options can come from a checkpoint file)
+    ("recall", {"n_train": 10 ** 12}, ValueError, "n_train \\+ n_val \\+ n_test must be at most 1,000,000"),
+    ("recall", {"seq_len": 10 ** 9}, ValueError, "input values, more than the limit"),
+    ("recall", {"n_classes": 10 ** 9}, ValueError, "n_classes must be in \\[2, 65536\\]"),
+    ("recall", {"n_noise": 10 ** 9}, ValueError, "n_noise must be in \\[1, 65536\\]"),
+    ("listops", {"max_length": 10 ** 9, "min_length": 1}, ValueError, "input values, more than the limit"),
+    ("digits", {"upsample": 40}, ValueError, "input values, more than the limit"),
 ])
 def test_bad_arguments(name, kwargs, error, match):
     with pytest.raises(error, match=match):
         tasks.load(name, **kwargs)
+    with pytest.raises(error, match=match):      # check(): the same errors, with nothing generated
+        tasks.check(name, **kwargs)
+
+
+def test_listops_options_that_admit_too_few_expressions():
+    """Found only while generating (check() cannot know it): still a ValueError that says what to change."""
+    with pytest.raises(ValueError, match="distinct expressions"):
+        tasks.load("listops", max_depth=1, min_length=1, n_train=20, n_val=0, n_test=0)
+
+
+def test_check_generates_nothing(monkeypatch):
+    """tasks.check validates without building: the build functions are never called."""
+    for name in tasks.names():
+        module = getattr(tasks, name)
+
+        def build(*a, **k):
+            raise AssertionError("built")
+        monkeypatch.setattr(module, "build", build)
+        assert tasks.check(name, seed=3) is None

@@ -5,6 +5,7 @@ tensors) and comes with train / validation / test splits.
 
     names() -> ("listops", "digits", "recall")
     load(name, *, seed=0, n_train=None, n_val=None, n_test=None, **options) -> Task
+    check(name, **the same arguments)       # load()'s argument checks alone: nothing generated or allocated
 
 | name    | inputs                      | L (default)          | classes | options (defaults)                                   |
 |---------|-----------------------------|----------------------|---------|------------------------------------------------------|
@@ -13,7 +14,9 @@ tensors) and comes with train / validation / test splits.
 | recall  | tokens, vocab 1 + K + noise | seq_len (64)         | K (4)   | seq_len 64, n_classes 4, n_noise 8, max_position 0     |
 
 n_train / n_val / n_test of None take each task's default sizes (listops 2000 / 250 / 250, digits the
-rest / 180 / 360 of its 1797 images, recall 2000 / 500 / 500). Each module's docstring
+rest / 180 / 360 of its 1797 images, recall 2000 / 500 / 500). A task holds at most 1,000,000 sequences
+and 2**27 input values over its splits (tasks._common.MAX_SAMPLES, MAX_VALUES): options can come from a
+file (a checkpoint), so sizes are bounded before anything is allocated. Each module's docstring
 (tasks.listops, tasks.digits, tasks.recall) states its generation procedure.
 
 Example:
@@ -30,7 +33,7 @@ from __future__ import annotations
 from dssm_kernels.tasks import digits, listops, recall
 from dssm_kernels.tasks._common import Task, check_int
 
-__all__ = ["Task", "names", "load"]
+__all__ = ["Task", "names", "check", "load"]
 
 _REGISTRY = {"listops": listops, "digits": digits, "recall": recall}
 
@@ -44,9 +47,23 @@ def load(name: str, *, seed: int = 0, n_train: int | None = None, n_val: int | N
          n_test: int | None = None, **options) -> Task:
     """Build task `name` with the given seed, split sizes (None: the task's default) and options.
 
-    `load(task.name, **task.options)` rebuilds a task exactly. Unknown names or options and
-    out-of-range values raise ValueError naming the argument; wrong types raise TypeError.
+    `load(task.name, **task.options)` rebuilds a task exactly. Unknown names or options,
+    out-of-range values and sizes past the bounds raise ValueError naming the argument; wrong types
+    raise TypeError. All of it is checked before anything is generated.
     """
+    module, sizes, opts = _checked(name, seed, (n_train, n_val, n_test), options)
+    return module.build(seed, *sizes, **opts)
+
+
+def check(name: str, *, seed: int = 0, n_train: int | None = None, n_val: int | None = None,
+          n_test: int | None = None, **options) -> None:
+    """Raise what load() with these arguments would raise for them, generating and allocating nothing:
+    for arguments that come from a file (a checkpoint's task) before anything else is built."""
+    _checked(name, seed, (n_train, n_val, n_test), options)
+
+
+def _checked(name, seed, sizes, options):
+    """(task module, split sizes resolved, options with defaults) after every check."""
     if not isinstance(name, str):
         raise TypeError(f"tasks.load: name must be a str, got {type(name).__name__}")
     if name not in _REGISTRY:
@@ -58,8 +75,9 @@ def load(name: str, *, seed: int = 0, n_train: int | None = None, n_val: int | N
         raise ValueError(f"{where}: unknown option(s) {', '.join(map(repr, unknown))}; "
                          f"accepted: {', '.join(module.DEFAULTS)}")
     check_int(where, "seed", seed, 0)
-    sizes = [d if n is None else n for n, d in zip((n_train, n_val, n_test), module.SPLITS)]
+    sizes = [d if n is None else n for n, d in zip(sizes, module.SPLITS)]
     for arg, n, least in zip(("n_train", "n_val", "n_test"), sizes, (1, 0, 0)):
         if n is not None:
             check_int(where, arg, n, least)
-    return module.build(seed, *sizes, **{**module.DEFAULTS, **options})
+    opts = {**module.DEFAULTS, **options}
+    return module, module.check(*sizes, **opts), opts

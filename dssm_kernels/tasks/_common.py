@@ -49,6 +49,25 @@ def check_int(where: str, name: str, value, minimum: int, maximum: int | None = 
     return value
 
 
+# Bounds on what a task may generate, checked before anything is allocated: its options may come from a
+# file (a checkpoint's task), and n_train=10**12 must be an error, not a 7 TiB allocation.
+MAX_SAMPLES = 1_000_000        # sequences over the three splits
+MAX_VALUES = 2 ** 27           # input values over the three splits (n L d_input): 1 GiB as int64 tokens
+MAX_VOCAB = 2 ** 16            # classes or noise ids of a generated token task
+
+
+def check_size(where: str, sizes, L: int, d_input: int = 1) -> None:
+    """The splits (n_train, n_val, n_test) of sequences of length L with d_input values per step must hold at
+    most MAX_SAMPLES sequences and MAX_VALUES values; else ValueError with the sizes."""
+    n = sum(sizes)
+    if n > MAX_SAMPLES:
+        raise ValueError(f"{where}: n_train + n_val + n_test must be at most {MAX_SAMPLES:,}, got "
+                         f"{' + '.join(map(str, sizes))} = {n:,}")
+    if n * L * d_input > MAX_VALUES:
+        raise ValueError(f"{where}: the splits would hold {n:,} sequences x L={L:,} x {d_input} = {n * L * d_input:,} "
+                         f"input values, more than the limit {MAX_VALUES:,}; ask for fewer or shorter sequences")
+
+
 def check_choice(where: str, name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{where}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")

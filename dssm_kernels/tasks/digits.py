@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dssm_kernels.tasks._common import Task, check_choice, check_int
+from dssm_kernels.tasks._common import Task, check_choice, check_int, check_size
 
 N_IMAGES = 1797
 MEAN, STD = 0.30526, 0.37605     # of load_digits().data / 16
@@ -44,7 +44,9 @@ def to_sequences(imgs: np.ndarray, upsample: int, interpolation: str) -> torch.T
     return ((x - MEAN) / STD).reshape(len(imgs), -1, 1)
 
 
-def build(seed: int, n_train: int | None, n_val: int, n_test: int, *, upsample: int, interpolation: str) -> Task:
+def check(n_train: int | None, n_val: int, n_test: int, *, upsample: int, interpolation: str) -> tuple[int, int, int]:
+    """The options' types and ranges and the total size (ValueError / TypeError naming the option); the split
+    sizes with n_train None resolved to every image the other splits leave."""
     where = "tasks.load('digits')"
     check_int(where, "upsample", upsample, 1, 64)
     check_choice(where, "interpolation", interpolation, INTERPOLATIONS)
@@ -53,6 +55,12 @@ def build(seed: int, n_train: int | None, n_val: int, n_test: int, *, upsample: 
     if n_train < 1 or n_train + n_val + n_test > N_IMAGES:
         raise ValueError(f"{where}: n_train + n_val + n_test must be at most {N_IMAGES} (the images shipped) "
                          f"with n_train >= 1, got {n_train} + {n_val} + {n_test}")
+    check_size(where, (n_train, n_val, n_test), 64 * upsample ** 2)
+    return n_train, n_val, n_test
+
+
+def build(seed: int, n_train: int | None, n_val: int, n_test: int, *, upsample: int, interpolation: str) -> Task:
+    n_train, n_val, n_test = check(n_train, n_val, n_test, upsample=upsample, interpolation=interpolation)
     imgs, labels = images()
     order = np.random.default_rng(seed).permutation(N_IMAGES)
     cuts = np.cumsum([n_test, n_val, n_train])

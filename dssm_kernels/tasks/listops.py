@@ -29,7 +29,7 @@ import random
 import numpy as np
 import torch
 
-from dssm_kernels.tasks._common import Task, check_int
+from dssm_kernels.tasks._common import Task, check_int, check_size
 
 VOCAB = ("<pad>", *(str(d) for d in range(10)), "[MIN", "[MAX", "[MED", "[SM", "]")
 PAD = 0
@@ -109,13 +109,23 @@ def _pack(seqs, values, L: int):
     return torch.from_numpy(x), torch.tensor(values, dtype=torch.long)
 
 
-def build(seed: int, n_train: int, n_val: int, n_test: int, *, max_length: int, min_length: int,
-          max_depth: int, max_args: int) -> Task:
+def check(n_train: int, n_val: int, n_test: int, *, max_length: int, min_length: int, max_depth: int,
+          max_args: int) -> tuple[int, int, int]:
+    """The options' types and ranges and the total size (ValueError / TypeError naming the option); the split
+    sizes, checked >= 0 by tasks.load."""
     where = "tasks.load('listops')"
     check_int(where, "max_length", max_length, 1)
     check_int(where, "min_length", min_length, 1, max_length)
     check_int(where, "max_depth", max_depth, 1)
     check_int(where, "max_args", max_args, 2)
+    check_size(where, (n_train, n_val, n_test), max_length)
+    return n_train, n_val, n_test
+
+
+def build(seed: int, n_train: int, n_val: int, n_test: int, *, max_length: int, min_length: int,
+          max_depth: int, max_args: int) -> Task:
+    check(n_train, n_val, n_test, max_length=max_length, min_length=min_length, max_depth=max_depth,
+          max_args=max_args)
     opts = {"max_length": max_length, "min_length": min_length, "max_depth": max_depth, "max_args": max_args}
     rng, seen = random.Random(seed), set()
     splits = {name: _pack(*generate(n, rng, seen, **opts), max_length)

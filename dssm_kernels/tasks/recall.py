@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dssm_kernels.tasks._common import Task, check_int
+from dssm_kernels.tasks._common import MAX_VOCAB, Task, check_int, check_size
 
 DEFAULTS = {"seq_len": 64, "n_classes": 4, "n_noise": 8, "max_position": 0}
 SPLITS = (2000, 500, 500)
@@ -34,13 +34,22 @@ def _draw(rng: np.random.Generator, n: int, L: int, K: int, n_noise: int, max_po
     return torch.from_numpy(x.astype(np.int64)), torch.from_numpy(y.astype(np.int64))
 
 
-def build(seed: int, n_train: int, n_val: int, n_test: int, *, seq_len: int, n_classes: int, n_noise: int,
-          max_position: int) -> Task:
+def check(n_train: int, n_val: int, n_test: int, *, seq_len: int, n_classes: int, n_noise: int,
+          max_position: int) -> tuple[int, int, int]:
+    """The options' types and ranges and the total size (ValueError / TypeError naming the option); the split
+    sizes, checked >= 0 by tasks.load."""
     where = "tasks.load('recall')"
     check_int(where, "seq_len", seq_len, 2)
-    check_int(where, "n_classes", n_classes, 2)
-    check_int(where, "n_noise", n_noise, 1)
+    check_int(where, "n_classes", n_classes, 2, MAX_VOCAB)
+    check_int(where, "n_noise", n_noise, 1, MAX_VOCAB)
     check_int(where, "max_position", max_position, 0, seq_len - 2)   # leaves at least one noise-only position
+    check_size(where, (n_train, n_val, n_test), seq_len)
+    return n_train, n_val, n_test
+
+
+def build(seed: int, n_train: int, n_val: int, n_test: int, *, seq_len: int, n_classes: int, n_noise: int,
+          max_position: int) -> Task:
+    check(n_train, n_val, n_test, seq_len=seq_len, n_classes=n_classes, n_noise=n_noise, max_position=max_position)
     rng = np.random.default_rng(seed)
     splits = {name: _draw(rng, n, seq_len, n_classes, n_noise, max_position)
               for name, n in (("test", n_test), ("val", n_val), ("train", n_train))}
