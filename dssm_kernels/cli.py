@@ -2,53 +2,116 @@
 
     dssm demo [--out DIR] [--epochs N] ...          train, reduce (bt / modal / h2), retrain, time; one table
     dssm train --task NAME --layer KIND --out CKPT  train a classifier on a built-in task
-    dssm reduce CKPT --d-state R --method bt|modal|h2 --out CKPT
+    dssm reduce CKPT (--d-state R | --tol T) [--method bt|modal|h2] [--out CKPT]
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
     dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
     dssm experiment NAME                            the seed papers' experiments at CPU scale
 
-Checkpoints carry the model config and the task, so reduce / eval / bench need nothing else.
+Checkpoints carry the model config and the task, so reduce / eval / bench need nothing else; loading one
+runs no code from the file. Exit status: 0 done, 2 bad input (one line `dssm CMD: error: ...` on
+stderr), 1 a system error (disk full ...), 130 interrupted (Ctrl-C), 141 the reader of the output left.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import pathlib
 import sys
+
+from dssm_kernels import tasks
+from dssm_kernels.nn import LAYERS
+from dssm_kernels.reduction.model import METHODS
+from dssm_kernels.workflows import experiments
+from dssm_kernels.workflows.timing import MODES
+
+# Bounds of the size flags: a typo (an extra zero or three) is an error at once, not an allocation of
+# hundreds of GB after the task is generated.
+MAX_WIDTH = 4096          # --d-model, --d-state, --ranks
+MAX_LAYERS = 64
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_REPEATS = 10_000
+MAX_HORIZON = 2 ** 20
+MAX_SEED = 2 ** 32 - 1
+DEFAULT_BATCH = 16        # bench
+
+
+# ---------------------------------------------------------------- argument types (argparse names the flag)
+
+def _int_type(least: int, most: int, even: bool = False):
+    """An argparse type: an int in [least, most] (even, if asked); the error argparse prints names the flag."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not least <= value <= most or (even and value % 2):
+            kind = "an even integer" if even else "an integer"
+            why = " (states come in conjugate pairs)" if even else ""
+            raise argparse.ArgumentTypeError(f"expected {kind} in [{least}, {most}]{why}, got {value}")
+        return value
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _task_option(text: str) -> tuple[str, object]:
+    """An argparse type: KEY=VALUE, the value read as an int, else a float, else kept as a str."""
+    key, eq, raw = text.partition("=")
+    if not eq or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for conv in (int, float):
+        try:
+            return key, conv(raw)
+        except ValueError:
+            pass
+    return key, raw
 
 
 def _task_options(pairs) -> dict:
-    """--task-option key=value pairs; values parsed as int, float or str."""
     out = {}
-    for item in pairs or []:
-        if "=" not in item:
-            raise SystemExit(f"dssm: --task-option expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        for conv in (int, float):
-            try:
-                v = conv(v)
-                break
-            except ValueError:
-                pass
-        out[k] = v
+    for key, value in pairs or []:
+        if key == "seed":
+            raise ValueError("--task-option seed: give the seed with --seed")
+        if key in out:
+            raise ValueError(f"--task-option {key} given twice")
+        out[key] = value
     return out
 
 
+# ---------------------------------------------------------------- the commands
+
 def cmd_demo(a) -> int:
-    from dssm_kernels.workflows.demo import run_demo
-    run_demo(a.out, task=a.task, layer=a.layer, d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers,
-             epochs=a.epochs, retrain_epochs=a.retrain_epochs, ranks=a.ranks, retrain_ranks=a.retrain_ranks,
-             methods=a.methods, lr=a.lr, seed=a.seed, time_repeats=a.time_repeats, progress=not a.no_progress)
+    from dssm_kernels.workflows import demo
+    kw = dict(task=a.task, layer=a.layer, d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, epochs=a.epochs,
+              retrain_epochs=a.retrain_epochs, ranks=a.ranks, retrain_ranks=a.retrain_ranks, methods=a.methods,
+              lr=a.lr, seed=a.seed, time_repeats=a.time_repeats)
+    demo.check_arguments(a.out, **kw, time_batch=16, flags=True)   # errors that name the flags, before training
+    demo.run_demo(a.out, **kw, progress=not a.no_progress)
     return 0
 
 
 def cmd_train(a) -> int:
-    from dssm_kernels import tasks
     from dssm_kernels.nn import SequenceClassifier
     from dssm_kernels.tasks.training import accuracy, fit
-    from dssm_kernels.workflows import checkpoint
-    t = tasks.load(a.task, seed=a.seed, **_task_options(a.task_option))
-    print(t.describe())
+    from dssm_kernels.workflows import checkpoint, preflight
+    preflight.writable_file(a.out, "--out")            # before training: a failing save would lose the model
+    try:
+        t = tasks.load(a.task, seed=a.seed, **_task_options(a.task_option))
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"--task {a.task} / --task-option: {e}") from None
+    print(t.describe(), flush=True)
     model = SequenceClassifier(t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=a.layer,
                                d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
     hist = fit(model, t, epochs=a.epochs, lr=a.lr, seed=a.seed, progress=not a.no_progress)
@@ -58,22 +121,82 @@ def cmd_train(a) -> int:
     return 0
 
 
+def reduced_path(checkpoint: str, method: str, d_state: int | None, tol: float | None) -> str:
+    """Where `dssm reduce` writes by default: next to the input, its file's stem (never the folders'
+    names, nor any suffix: model.pth -> model-bt8.pt) with the method and the size or tolerance."""
+    p = pathlib.Path(checkpoint)
+    tag = f"{method}{d_state}" if d_state is not None else f"{method}-tol{tol:g}"
+    return str(p.with_name(f"{p.stem}-{tag}.pt"))
+
+
+def report_path(out: str) -> str:
+    """The JSON report written next to a reduced checkpoint: m-bt8.pt -> m-bt8.report.json."""
+    p = pathlib.Path(out)
+    return str(p.with_name(f"{p.stem}.report.json"))
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
 def cmd_reduce(a) -> int:
     from dssm_kernels import reduction as R
     from dssm_kernels.tasks.training import accuracy
-    from dssm_kernels.workflows import checkpoint
+    from dssm_kernels.workflows import checkpoint, preflight
     from dssm_kernels.workflows.demo import _jsonable
-    model, t, meta = checkpoint.load(a.checkpoint)
+    if a.tol is not None and a.method not in ("bt", "modal"):
+        raise ValueError("--tol needs --method bt or modal (their error bounds choose the size), "
+                         f"got --method {a.method}")
+    out = a.out or reduced_path(a.checkpoint, a.method, a.d_state, a.tol)
+    report_file = report_path(out)
+    for path, what in ((out, "--out"), (report_file, "the report")):
+        if _same_file(path, a.checkpoint):
+            raise ValueError(f"{what} {path!r} is the input checkpoint: writing it would overwrite the full model; "
+                             "give another --out")
+    preflight.writable_file(out, "--out")
+    preflight.writable_file(report_file, "the report")
+    model, t, _ = checkpoint.load(a.checkpoint)
+    for block in model.blocks:
+        reason = preflight.unreducible_reason(block.layer)
+        if reason is not None:
+            raise ValueError(f"{a.checkpoint} cannot be reduced: {reason}")
+    sizes = [block.layer.d_state for block in model.blocks]
+    if a.d_state is not None and a.d_state >= max(sizes):
+        raise ValueError(f"--d-state {a.d_state} removes nothing: the layers of {a.checkpoint} have d_state "
+                         f"{', '.join(map(str, sizes))}; give a smaller one (nothing written)")
     small, report = R.reduce_model(model, d_state=a.d_state, tol=a.tol, method=a.method, horizon=a.horizon)
-    out = a.out or a.checkpoint.replace(".pt", "") + f"-{a.method}{a.d_state or ''}.pt"
-    checkpoint.save(out, small, t, parent=a.checkpoint, reduction={"method": a.method, "d_state": a.d_state,
-                                                                   "tol": a.tol, "report": _jsonable(report)})
-    print(json.dumps({"checkpoint": out, "test_acc_before": accuracy(model, t.test),
-                      "test_acc_after": accuracy(small, t.test),
-                      "ssm_params_before": checkpoint.ssm_parameter_count(model),
-                      "ssm_params_after": checkpoint.ssm_parameter_count(small),
-                      "report": _jsonable(report)}, indent=1))
+    if not report.layers:
+        raise ValueError(f"--tol {a.tol:g} removes nothing: no layer of {a.checkpoint} meets it with fewer states than "
+                         f"its present d_state ({', '.join(map(str, sizes))}); give a larger --tol (nothing written)")
+    request = {"method": a.method, "d_state": a.d_state, "tol": a.tol, "horizon": a.horizon}
+    summary = {"checkpoint": out, "parent": a.checkpoint, **request,
+               "test_acc_before": accuracy(model, t.test), "test_acc_after": accuracy(small, t.test),
+               "ssm_params_before": checkpoint.ssm_parameter_count(model),
+               "ssm_params_after": checkpoint.ssm_parameter_count(small)}
+    checkpoint.save(out, small, t, parent=a.checkpoint, reduction={**request, "report": _jsonable(report)})
+    with open(report_file, "w") as f:
+        json.dump({**summary, "report": _jsonable(report)}, f, indent=1)
+    print(_reduce_summary(summary, report, report_file, len(sizes)))
     return 0
+
+
+def _reduce_summary(s: dict, report, report_file: str, n_layers: int) -> str:
+    """A few lines: what was written, accuracy and SSM parameters before -> after, and per reduced layer its
+    state size, the guaranteed bound and the measured error (maxima over the channels)."""
+    import numpy as np
+    asked = f"--d-state {s['d_state']}" if s["d_state"] is not None else f"--tol {s['tol']:g}"
+    lines = [f"wrote {s['checkpoint']} ({s['method']}, {asked}: {len(report.layers)} of {n_layers} layers reduced)",
+             f"full report: {report_file}",
+             f"test accuracy  {s['test_acc_before']:.3f} -> {s['test_acc_after']:.3f}",
+             f"SSM params     {s['ssm_params_before']} -> {s['ssm_params_after']}",
+             f"{'layer':<20} {'d_state':>9} {'bound (max)':>12} {'H-inf error (max)':>18} {'kernel rel. error':>18}"]
+    for r in report.layers:
+        bound = "-" if r.error_bound is None else f"{np.max(r.error_bound):.2e}"
+        lines.append(f"{r.name:<20} {f'{r.d_state_before} -> {r.d_state_after}':>9} {bound:>12} "
+                     f"{np.max(r.hinf_error):>18.2e} {r.kernel_error:>18.2e}")
+    return "\n".join(lines)
 
 
 def cmd_eval(a) -> int:
@@ -92,97 +215,185 @@ def cmd_eval(a) -> int:
 
 def cmd_bench(a) -> int:
     from dssm_kernels.workflows import checkpoint
-    from dssm_kernels.workflows.timing import time_models
-    models, x = {}, None
+    from dssm_kernels.workflows.timing import supported_modes, time_models
+    models, task = {}, {}
     for path in a.checkpoints:
-        model, t, _ = checkpoint.load(path)
-        models[path] = model
-        x = t.test[0][:a.batch] if x is None else x
-    times = time_models(models, x, modes=a.modes, repeats=a.repeats)
+        models[path], task[path], _ = checkpoint.load(path)
     base = a.checkpoints[0]
+    for path in a.checkpoints[1:]:
+        if (task[path].vocab_size, task[path].d_input) != (task[base].vocab_size, task[base].d_input):
+            raise ValueError(f"{path} reads {task[path].describe()}, but {base} reads {task[base].describe()}: "
+                             "bench times every checkpoint on one batch of the first one's test set")
+    x = task[base].test[0]
+    if a.batch is not None and a.batch > len(x):
+        raise ValueError(f"--batch {a.batch} is more than the {len(x)} test sequences of {base}")
+    x = x[:a.batch or DEFAULT_BATCH]
+    supported = {path: supported_modes(m, x) for path, m in models.items()}
+    if a.modes is not None:
+        modes = list(dict.fromkeys(a.modes))
+        for path, ok in supported.items():
+            for mode in modes:
+                if mode not in ok:
+                    kind = models[path].config["layer"]
+                    raise ValueError(f"--modes {mode}: {path} ({kind} layers) has no {mode} view")
+    else:
+        modes = [m for m in MODES if all(m in ok for ok in supported.values())]
+        skipped = {m: [p for p, ok in supported.items() if m not in ok] for m in MODES if m not in modes}
+        for m, paths in skipped.items():
+            print(f"({m} left out: {', '.join(paths)} has no {m} view)")
+    times = time_models(models, x, modes=modes, repeats=a.repeats)
     print(f"batch {tuple(x.shape)}; ratios are time({base}) / time(model), measured side by side")
-    print("| checkpoint | d_state | " + " | ".join(f"{m} ms | {m} speedup" for m in a.modes) + " |")
-    print("|---|---|" + "---|---|" * len(a.modes))
+    print("| checkpoint | d_state | " + " | ".join(f"{m} ms | {m} speedup" for m in modes) + " |")
+    print("|---|---|" + "---|---|" * len(modes))
     for path, d in times.items():
         ds = models[path].current_config()["d_state"]
-        print(f"| {path} | {ds} | " + " | ".join(f"{1e3 * d[m]:.1f} | {times[base][m] / d[m]:.2f}" for m in a.modes) + " |")
+        cells = " | ".join(f"{1e3 * d[m]:.1f} | {times[base][m] / d[m]:.2f}" for m in modes)
+        print(f"| {path} | {ds} | {cells} |")
     return 0
 
 
 def cmd_experiment(a) -> int:
-    from dssm_kernels.workflows import experiments
+    from dssm_kernels.workflows import preflight
+    preflight.writable_dir(a.out, "--out")
     return experiments.run(a.name, out=a.out, quick=a.quick, progress=not a.no_progress)
 
+
+# ---------------------------------------------------------------- the parser
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dssm", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help, description, func):
+        s = sub.add_parser(name, help=help, description=description)
+        s.set_defaults(func=func)
+        return s
+
+    width, count = _int_type(1, MAX_WIDTH), _int_type(1, MAX_EPOCHS)
+    state = _int_type(2, MAX_WIDTH, even=True)
 
     def model_args(s, d_model, d_state, epochs):
-        s.add_argument("--task", default="digits", help="built-in task: listops | digits | recall (default digits)")
-        s.add_argument("--layer", default="dss", help="s4d | dss | s4 | s5 (default dss)")
-        s.add_argument("--d-model", type=int, default=d_model, help=f"channels (default {d_model})")
-        s.add_argument("--d-state", type=int, default=d_state, help=f"real state size per layer (default {d_state})")
-        s.add_argument("--n-layers", type=int, default=2, help="residual blocks (default 2)")
-        s.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
-        s.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 1e-2; SSM parameters keep 1e-3)")
-        s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        s.add_argument("--task", default="digits", choices=tasks.names(), help="built-in task (default %(default)s)")
+        s.add_argument("--layer", default="dss", choices=tuple(LAYERS), help="SSM layer kind (default %(default)s)")
+        s.add_argument("--d-model", type=width, default=d_model, help="channels (default %(default)s)")
+        s.add_argument("--d-state", type=state, default=d_state,
+                       help="real state size per layer, even (default %(default)s)")
+        s.add_argument("--n-layers", type=_int_type(1, MAX_LAYERS), default=2,
+                       help="residual blocks (default %(default)s)")
+        s.add_argument("--epochs", type=count, default=epochs, help="training epochs (default %(default)s)")
+        s.add_argument("--lr", type=_positive_float, default=1e-2,
+                       help="learning rate (default %(default)s; SSM parameters keep 1e-3)")
+        s.add_argument("--seed", type=_int_type(0, MAX_SEED), default=0,
+                       help="seed of the task, the model and training (default %(default)s)")
+        s.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
-    s = sub.add_parser("demo", help="train, reduce, retrain and time a DSS model (under 5 minutes on 2 cores)")
+    s = command("demo", "train, reduce, retrain and time a DSS model (about a minute on 2 cores)",
+                "Train a small model on a built-in task, reduce it with each method to each --ranks size, evaluate "
+                "without retraining, retrain the BT-initialised model against a Skew-HiPPO-initialised one of the same "
+                "size, and time full against reduced inference. Writes results.json, results.md, results.png and "
+                "checkpoints to --out. Every argument is checked before training starts.", cmd_demo)
     model_args(s, 32, 64, 8)
-    s.add_argument("--out", default="dssm-demo", help="output folder (default ./dssm-demo)")
-    s.add_argument("--retrain-epochs", type=int, default=4, help="epochs of each retraining (default 4)")
-    s.add_argument("--time-repeats", type=int, default=5, help="timing rounds per model and mode (default 5)")
-    s.add_argument("--ranks", type=int, nargs="+", default=[16, 8, 4], help="reduced d_state values (default 16 8 4)")
-    s.add_argument("--retrain-ranks", type=int, nargs="+", default=[8, 4], help="d_state values retrained (default 8 4)")
-    s.add_argument("--methods", nargs="+", default=["bt", "modal", "h2"], help="reduction methods")
-    s.set_defaults(func=cmd_demo)
+    s.add_argument("--out", default="dssm-demo", help="output folder (default ./%(default)s)")
+    s.add_argument("--retrain-epochs", type=count, default=4, help="epochs of each retraining (default %(default)s)")
+    s.add_argument("--time-repeats", type=_int_type(1, MAX_REPEATS), default=5,
+                   help="timing rounds per model and mode (default %(default)s)")
+    s.add_argument("--ranks", type=state, nargs="+", default=[16, 8, 4],
+                   help="reduced d_state values, each even and below --d-state (default 16 8 4)")
+    s.add_argument("--retrain-ranks", type=state, nargs="+", default=[8, 4],
+                   help="reduced d_state values retrained (default 8 4)")
+    s.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                   help=f"reduction methods (default {' '.join(METHODS)})")
 
-    s = sub.add_parser("train", help="train a classifier on a built-in task and save a checkpoint")
+    s = command("train", "train a classifier on a built-in task and save a checkpoint",
+                "Train a sequence classifier on a built-in task and write a checkpoint holding its config, weights "
+                "and task. --out is checked before training. Prints the task, then a JSON line of accuracies.",
+                cmd_train)
     model_args(s, 64, 64, 8)
-    s.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="task option, e.g. upsample=4")
-    s.add_argument("--out", required=True, help="checkpoint path to write")
-    s.set_defaults(func=cmd_train)
+    s.add_argument("--task-option", action="append", type=_task_option, metavar="KEY=VALUE",
+                   help="a task option, repeatable, e.g. seq_len=128 or n_train=500 (default: the task's defaults)")
+    s.add_argument("--out", required=True, help="checkpoint path to write (required)")
 
-    s = sub.add_parser("reduce", help="reduce every SSM layer of a checkpoint to a smaller state")
-    s.add_argument("checkpoint")
-    s.add_argument("--d-state", type=int, default=None, help="real state size per layer after reduction")
-    s.add_argument("--tol", type=float, default=None, help="instead of --d-state: the smallest size whose bound meets tol")
-    s.add_argument("--method", default="bt", help="bt | modal | h2 (default bt)")
-    s.add_argument("--horizon", type=int, default=None, help="finite horizon in steps (default: infinite)")
-    s.add_argument("--out", default=None, help="checkpoint to write (default: derived from the input name)")
-    s.set_defaults(func=cmd_reduce)
+    s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
+                "Reduce every S4D / DSS layer of a checkpoint (balanced truncation, modal truncation or h2) and write "
+                "the reduced checkpoint, plus the full reduction report as JSON next to it (OUT's stem + "
+                ".report.json). Prints a short summary: accuracy and SSM parameters before and after, and per layer "
+                "the error bound and the measured error. A reduction that removes nothing is an error.", cmd_reduce)
+    s.add_argument("checkpoint", help="checkpoint to reduce (from dssm train)")
+    size = s.add_mutually_exclusive_group(required=True)
+    size.add_argument("--d-state", type=state, default=None,
+                      help="real state size per layer after reduction, even (no default: this or --tol)")
+    size.add_argument("--tol", type=_positive_float, default=None,
+                      help="instead of --d-state: per layer the smallest size whose guaranteed H-inf error bound is at "
+                           "most tol, absolute (bt and modal only; no default)")
+    s.add_argument("--method", default="bt", choices=METHODS, help="reduction method (default %(default)s)")
+    s.add_argument("--horizon", type=_int_type(1, MAX_HORIZON), default=None,
+                   help="reduce for the first HORIZON steps (time-limited); default: infinite horizon")
+    s.add_argument("--out", default=None,
+                   help="checkpoint to write, not the input (default: next to the input, STEM-METHOD<d_state>.pt "
+                        "or STEM-METHOD-tol<tol>.pt)")
 
-    s = sub.add_parser("eval", help="accuracy and sizes of checkpoints")
-    s.add_argument("checkpoints", nargs="+")
-    s.add_argument("--split", default="test", choices=["train", "val", "test"])
-    s.set_defaults(func=cmd_eval)
+    s = command("eval", "accuracy and sizes of checkpoints",
+                "Accuracy on one split and parameter counts of each checkpoint, as JSON.", cmd_eval)
+    s.add_argument("checkpoints", nargs="+", help="checkpoints to evaluate")
+    s.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default %(default)s)")
 
-    s = sub.add_parser("bench", help="inference time of checkpoints side by side (the first is the baseline)")
-    s.add_argument("checkpoints", nargs="+")
-    s.add_argument("--batch", type=int, default=16, help="sequences per call (default 16)")
-    s.add_argument("--repeats", type=int, default=5)
-    s.add_argument("--modes", nargs="+", default=["conv", "scan", "step"], choices=["conv", "scan", "step"])
-    s.set_defaults(func=cmd_bench)
+    s = command("bench", "inference time of checkpoints side by side (the first is the baseline)",
+                "Inference time of each checkpoint in each mode, the models interleaved in one run so that machine "
+                "noise hits all alike, on one batch of the first checkpoint's test set; speedups are relative to the "
+                "first checkpoint.", cmd_bench)
+    s.add_argument("checkpoints", nargs="+", help="checkpoints to time; the first is the baseline")
+    s.add_argument("--batch", type=_int_type(1, MAX_BATCH), default=None,
+                   help=f"sequences per call (default {DEFAULT_BATCH}, or the whole test set if smaller)")
+    s.add_argument("--repeats", type=_int_type(1, MAX_REPEATS), default=5,
+                   help="timing rounds; the median is reported (default %(default)s)")
+    s.add_argument("--modes", nargs="+", default=None, choices=MODES,
+                   help="views to time: conv (convolution), scan (recurrence over the sequence), step (token by "
+                        "token) (default: each one that every checkpoint's layers have)")
 
-    s = sub.add_parser("experiment", help="one of the seed papers' experiments at CPU scale (results in docs/)")
-    s.add_argument("name", help="bt-init | compression | ptd-robustness")
-    s.add_argument("--out", default="docs/experiments", help="folder for results (default docs/experiments)")
-    s.add_argument("--quick", action="store_true", help="a small run to check the pipeline")
-    s.add_argument("--no-progress", action="store_true", help="no progress bars")
-    s.set_defaults(func=cmd_experiment)
+    s = command("experiment", "one of the seed papers' experiments at CPU scale (results in docs/)",
+                "Run one of the seed papers' experiments at CPU scale and write NAME.json, NAME.md and NAME.png to "
+                "--out (at most about 15 minutes on 2 cores; --quick: under a minute, a pipeline check whose numbers "
+                "mean nothing).", cmd_experiment)
+    s.add_argument("name", choices=experiments.names(), help="the experiment")
+    s.add_argument("--out", default=experiments.DEFAULT_OUT, help="folder for results (default %(default)s)")
+    s.add_argument("--quick", action="store_true", help="a small run to check the pipeline (default: off)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line `argv` (default sys.argv[1:]); returns the exit status (see the module docstring)
+    and never raises for bad input: argparse's usage errors, and the ValueError / TypeError every check
+    raises, end as one line on stderr."""
+    parser = build_parser()
     try:
-        return args.func(args)
-    except (ValueError, TypeError) as e:  # bad arguments reach the user as one line, not a traceback
-        print(f"dssm {args.command}: error: {e}", file=sys.stderr)
+        args = parser.parse_args(argv)
+    except SystemExit as e:      # --help (0) or a usage error (2): argparse has printed it
+        return e.code if isinstance(e.code, int) else 2
+    where = f"dssm {args.command}"
+    try:
+        status = args.func(args)
+        sys.stdout.flush()       # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # the reader of our output left (`dssm reduce ... | head`): stop quietly, as a process killed by SIGPIPE
+        # does; stdout goes to /dev/null so that the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError) as e:
+        print(f"{where}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"{where}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

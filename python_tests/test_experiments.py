@@ -176,7 +176,7 @@ def test_bad_name_and_arguments(tmp_path, capsys):
     with pytest.raises(TypeError, match="quick must be a bool, got str"):
         experiments.run("bt-init", out=str(tmp_path), quick="yes")
     assert main(["experiment", "nope", "--out", str(tmp_path)]) == 2
-    assert "name must be one of" in capsys.readouterr().err
+    assert "argument name: invalid choice: 'nope'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="md_table: a row has 1 cells, the header 2"):
         E.md_table(["a", "b"], [["x"]])
     assert re.fullmatch(r"dssm experiment compression --quick", E.command("compression", "docs/experiments", True,

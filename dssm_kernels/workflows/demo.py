@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import platform
 import time
@@ -14,9 +15,9 @@ import torch
 
 from dssm_kernels import reduction as R
 from dssm_kernels import tasks
-from dssm_kernels.nn import SequenceClassifier
+from dssm_kernels.nn import LAYERS, SequenceClassifier, make_layer
 from dssm_kernels.tasks.training import accuracy, fit
-from dssm_kernels.workflows import checkpoint
+from dssm_kernels.workflows import checkpoint, preflight
 from dssm_kernels.workflows.timing import time_models
 
 METHODS = ("bt", "modal", "h2")
@@ -37,6 +38,54 @@ def _jsonable(obj):
     return str(obj)
 
 
+def check_arguments(out, *, task, layer, d_model, d_state, n_layers, epochs, retrain_epochs, ranks, retrain_ranks,
+                    methods, lr, seed, time_batch, time_repeats, flags: bool = False) -> None:
+    """Everything run_demo needs, checked before it trains, so that no argument fails after minutes of
+    training: sizes and counts, lr, the methods, state sizes below d_state (a "reduction" to d_state or
+    more removes nothing), the layer reducible by reduce_model, the task, the output folder writable.
+    ValueError / TypeError of one line naming the argument: as run_demo's parameter, or with flags=True
+    as the `dssm demo` flag (d_state -> --d-state)."""
+    def name(arg):
+        return "--" + arg.replace("_", "-") if flags else arg
+
+    where = "" if flags else "run_demo: "
+
+    def check_ints(arg, values, least, even=False, below=None):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{where}{name(arg)} must be an int, got {type(v).__name__} ({v!r})")
+            if v < least or (even and v % 2) or (below is not None and v >= below):
+                want = f"{'an even int' if even else 'an int'} >= {least}" + \
+                       (f" and below {name('d_state')} {below}" if below is not None else "")
+                raise ValueError(f"{where}{name(arg)} must be {want}, got {v}")
+
+    for arg, value, least in (("d_model", d_model, 1), ("n_layers", n_layers, 1), ("epochs", epochs, 1),
+                              ("retrain_epochs", retrain_epochs, 1), ("seed", seed, 0), ("time_batch", time_batch, 1),
+                              ("time_repeats", time_repeats, 1)):
+        check_ints(arg, [value], least)
+    check_ints("d_state", [d_state], 2, even=True)
+    ranks, retrain_ranks, methods = list(ranks), list(retrain_ranks), list(methods)
+    if not ranks:
+        raise ValueError(f"{where}{name('ranks')} must name at least one state size")
+    check_ints("ranks", ranks, 2, even=True, below=d_state)
+    check_ints("retrain_ranks", retrain_ranks, 2, even=True, below=d_state)
+    if not methods or any(m not in METHODS for m in methods):
+        raise ValueError(f"{where}{name('methods')} must be a non-empty selection of {', '.join(METHODS)}, "
+                         f"got {' '.join(map(str, methods))}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{where}{name('lr')} must be a finite number > 0, got {lr!r}")
+    if layer not in LAYERS:
+        raise ValueError(f"{where}{name('layer')} must be one of {', '.join(LAYERS)}, got {layer!r}")
+    reason = preflight.unreducible_reason(make_layer(layer, 1, 2))
+    if reason is not None:
+        raise ValueError(f"{where}{name('layer')} {layer}: the demo reduces the trained model, and {reason}")
+    try:
+        tasks.check(task, seed=seed)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{where}{name('task')}: {e}") from None
+    preflight.writable_dir(out, f"{where}{name('out')}")
+
+
 def machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}, " \
            f"{torch.get_num_threads()} threads".replace("  ", " ")
@@ -47,7 +96,11 @@ def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss"
              ranks=(16, 8, 4), retrain_ranks=(8, 4), methods=METHODS, lr: float = 1e-2,
              seed: int = 0, time_batch: int = 16, time_repeats: int = 5, progress: bool = True,
              log=print) -> dict:
-    """Run the whole demo; returns the results dict also written to out/results.json."""
+    """Run the whole demo; returns the results dict also written to out/results.json. Every argument is
+    checked first (check_arguments), before any training."""
+    check_arguments(out, task=task, layer=layer, d_model=d_model, d_state=d_state, n_layers=n_layers, epochs=epochs,
+                    retrain_epochs=retrain_epochs, ranks=ranks, retrain_ranks=retrain_ranks, methods=methods, lr=lr,
+                    seed=seed, time_batch=time_batch, time_repeats=time_repeats)
     start = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     t = tasks.load(task, seed=seed)

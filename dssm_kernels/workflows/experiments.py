@@ -20,6 +20,7 @@ import json
 import os
 
 from dssm_kernels.workflows import _exp_common as E
+from dssm_kernels.workflows import preflight
 
 DEFAULT_OUT = "docs/experiments"
 _MODULES = {"bt-init": "exp_bt_init", "compression": "exp_compression", "ptd-robustness": "exp_ptd_robustness"}
@@ -47,8 +48,7 @@ def run(name: str, out: str = DEFAULT_OUT, quick: bool = False, *, progress: boo
     progress: tqdm progress bars.   log: where the one-line progress messages go (print; a no-op to silence).
     """
     mod = module(name)
-    if not isinstance(out, str) or not out:
-        raise ValueError(f"experiments.run: out must be a non-empty folder path, got {out!r}")
+    preflight.writable_dir(out, "experiments.run: out")   # before the run, not after its minutes of training
     if not isinstance(quick, bool):
         raise TypeError(f"experiments.run: quick must be a bool, got {type(quick).__name__}")
     clock = E.Stopwatch()

@@ -14,6 +14,11 @@ import torch
 MODES = ("conv", "scan", "step")
 
 
+def _as_input(model, x: torch.Tensor) -> torch.Tensor:
+    """x in the model's dtype when it holds features (token ids stay as they are)."""
+    return x.to(next(model.parameters()).dtype) if x.is_floating_point() else x
+
+
 def _run(model, x, mode: str) -> None:
     if mode == "step":
         state = model.default_state(x.shape[0])
@@ -24,6 +29,26 @@ def _run(model, x, mode: str) -> None:
 
 
 @torch.no_grad()
+def supported_modes(model, x: torch.Tensor, modes=MODES) -> tuple[str, ...]:
+    """The modes of `modes` that `model` runs, tried on the first two steps of the first sequence of the
+    batch x. A layer without a view raises NotImplementedError for it (S4 has no scan): asking the model
+    itself keeps this right when a layer gains or loses a view."""
+    was_training = model.training
+    model.eval()
+    ok = []
+    try:
+        for mode in modes:
+            try:
+                _run(model, _as_input(model, x[:1, :2]), mode)
+            except NotImplementedError:
+                continue
+            ok.append(mode)
+    finally:
+        model.train(was_training)
+    return tuple(ok)
+
+
+@torch.no_grad()
 def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, min_seconds: float = 0.05) -> dict:
     """{name: {mode: median seconds per call}} for every model and mode on the batch x.
 
@@ -31,13 +56,21 @@ def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, mi
     millisecond call is mostly timer and scheduler noise); each round then times k calls per model,
     the models interleaved round-robin so machine noise hits all of them alike; the median over
     `repeats` rounds of the per-call time is reported."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"time_models: repeats must be an int >= 1, got {repeats!r}")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"time_models: modes must be a non-empty selection of {MODES}, got {tuple(modes)!r}")
+    if not models:
+        raise ValueError("time_models: models is empty")
     for m in models.values():
         m.eval()
+    xs = {name: _as_input(m, x) for name, m in models.items()}
     calls = {}
     for mode in modes:
         for name, m in models.items():
             t0 = time.perf_counter()
-            _run(m, x, mode)
+            _run(m, xs[name], mode)
             calls[name, mode] = max(1, math.ceil(min_seconds / max(time.perf_counter() - t0, 1e-9)))
     times = {name: {mode: [] for mode in modes} for name in models}
     for _ in range(repeats):
@@ -46,6 +79,6 @@ def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, mi
                 k = calls[name, mode]
                 t0 = time.perf_counter()
                 for _ in range(k):
-                    _run(m, x, mode)
+                    _run(m, xs[name], mode)
                 times[name][mode].append((time.perf_counter() - t0) / k)
     return {name: {mode: statistics.median(v) for mode, v in d.items()} for name, d in times.items()}
