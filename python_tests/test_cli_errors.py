@@ -284,3 +284,16 @@ def test_every_command_and_option_is_described(capsys):
         assert main([name, "--help"]) == 0
         page = capsys.readouterr().out
         assert page.startswith(f"usage: dssm {name}") and sub.description.split()[0] in page
+
+
+def test_time_models_refuses_what_it_cannot_time(folder):
+    """The library under bench: no rounds (was 'no median for empty data'), unknown or no modes."""
+    from dssm_kernels.workflows.timing import supported_modes, time_models
+    model, task, _ = checkpoint.load(str(folder / "m.pt"))
+    x = task.test[0][:2]
+    for kw, match in (({"repeats": 0}, "repeats must be an int >= 1"), ({"modes": ("fast",)}, "modes must be"),
+                      ({"modes": ()}, "modes must be")):
+        with pytest.raises(ValueError, match=match):
+            time_models({"m": model}, x, **kw)
+    s4, _, _ = checkpoint.load(str(folder / "s4.pt"))
+    assert supported_modes(model, x) == ("conv", "scan", "step") and supported_modes(s4, x) == ("conv", "step")
