@@ -273,6 +273,13 @@ def test_suite_files_put_the_ops_first_and_leave_out_cpu_only(tmp_path):
     assert "test_nn_training.py" not in [os.path.basename(p) for p in suite.test_files(str(tmp_path), dry=True)]
 
 
+def test_suite_shards_worst_errors_merge_to_the_worst_ratio():
+    row = lambda err, tol: {"op": "cauchy", "backend": "triton", "dtype": "complex64", "quantity": "k",  # noqa: E731
+                            "error": err, "tolerance": tol}
+    merged = suite._merge_worst([[row(1e-7, 1e-6)], [row(3e-7, 2e-6), dict(row(1e-8, 1e-6), quantity="grad_v")], []])
+    assert [(r["quantity"], r["error"]) for r in merged] == [("grad_v", 1e-8), ("k", 3e-7)]
+
+
 def test_device_limits_table_agrees_with_the_derived_peak():
     """The datasheet FP32 figures and SMs x lanes x 2 x clock are two sources: they must agree (1%)."""
     assert hardware.table_peaks("NVIDIA H100 80GB HBM3")["mem_tbs"] == 3.35

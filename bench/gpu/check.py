@@ -50,6 +50,9 @@ def _on_sigterm(signum, frame):
 
 
 class Runner:
+    """One run of the check: the section processes (each started with its deadline), their part files
+    and logs in a scratch folder, and the merged document written to `out`."""
+
     def __init__(self, out: str, dry: bool, global_budget: float):
         self.out, self.dry = out, dry
         self.start = time.time()

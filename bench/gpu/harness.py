@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import inspect
 import json
 import os
 import statistics
@@ -179,9 +180,14 @@ def time_ms(fn: Callable[[], object], device: torch.device, *, graph: bool = Fal
         extra = {}
         if graph:
             try:
-                # a graph unrolls rep / (time of one call) calls: 25 ms keeps it to a few thousand nodes
-                q = do_bench_cudagraph(fn, rep=min(rep_ms, 25), quantiles=list(QUANTILES))
-                return _timing(q, "triton.testing.do_bench_cudagraph")
+                # a graph unrolls rep / (time of one call) calls: 25 ms keeps it to a few thousand nodes.
+                # Captured on a side stream (older Tritons refuse the default one; newer ones make their own).
+                with torch.cuda.stream(torch.cuda.Stream()):
+                    if "quantiles" in inspect.signature(do_bench_cudagraph).parameters:
+                        q = do_bench_cudagraph(fn, rep=min(rep_ms, 25), quantiles=list(QUANTILES))
+                        return _timing(q, "triton.testing.do_bench_cudagraph")
+                    mean = do_bench_cudagraph(fn, rep=min(rep_ms, 25))  # an older Triton: the mean only
+                    return _timing([mean] * 3, "triton.testing.do_bench_cudagraph (mean)")
             except Exception as exc:  # e.g. a host synchronisation inside fn: measure without a graph
                 torch.cuda.synchronize()
                 extra = {"graph_error": f"{type(exc).__name__}: {exc}"[:500]}

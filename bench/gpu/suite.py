@@ -34,8 +34,10 @@ CPU_ONLY = ["test_reduction_*", "test_cli*", "test_experiments*", "test_tasks*",
 DRY_SKIPPED = ["test_nn_training*", "test_compile*"]
 TEST_DIR = "python_tests"
 # pytest processes side by side: a test's time is mostly the host's (references looping over time,
-# launches, compilation), and the GPU machine has 16 cores.
+# launches, compilation), and the GPU machine has 16 cores. One in the dry run (a few tests, and
+# CI's two cores are busy with the parity section meanwhile).
 SHARDS = 3
+DRY_SHARDS = 1
 # Seconds pytest gets, after SIGINT at the budget's end, to write its summary before it is killed.
 INTERRUPT_GRACE = 15
 
@@ -116,7 +118,7 @@ def _merge_worst(tables: list[list[dict]]) -> list[dict]:
 
 def run(sec: Section) -> None:
     files = test_files(dry=sec.dry)
-    parts = shards(files, SHARDS)
+    parts = shards(files, DRY_SHARDS if sec.dry else SHARDS)
     env = dict(os.environ, DSSM_NO_EXTENSION="1")
     env.pop("DSSM_BACKEND", None)
     if sec.dry:
