@@ -144,6 +144,12 @@ def test_verdicts_against_targets():
         assert line["verdict"] == expected
     doc = _gpu_doc([_op("triton", 10.0, FFTCONV_TARGET), _op("rfft_conv", 20.0)], dry=True)
     assert [c["verdict"] for c in summary.checks(doc) if "speedup" in c["name"]] == ["not run"]
+    # a targeted case that crashed is missed, one that ran out of memory or budget did not run
+    for status, expected in (("failed", "missed"), ("oom", "not run"), ("not run", "not run")):
+        broken = {"case": "x", "status": status, "op": "ssm_step", "impl": "triton", "direction": "forward",
+                  "dtype": "float32", "size": {"B": 64}, "target": STEP_TARGET, "error": "RuntimeError: boom"}
+        [line] = [c for c in summary.checks(_gpu_doc([broken])) if "fraction of memory bandwidth" in c["name"]]
+        assert line["verdict"] == expected and line["value"] is None
 
 
 def test_parity_verdict_follows_each_quantity():

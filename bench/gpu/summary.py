@@ -116,16 +116,23 @@ def _target_line(doc: dict, r: dict, what: str, by_impl: dict, key) -> dict:
         base = by_impl.get((target["baseline"], *key(r)))
         value = base["time_ms"] / r["time_ms"] if base and r["status"] == "ok" else None
     else:
-        name = f"{what}: fraction of {r.get('fraction_of') or target['text'].split(' of ')[-1]}"
+        name = f"{what}: fraction of {target['of']}"
         value = r.get("fraction") if r["status"] == "ok" else None
     if r["status"] == "failed":
         return _line(name, None, target["text"], "missed", r.get("error", "")[:300])
     if r["status"] != "ok":
-        return _line(name, None, target["text"], "not run", f"{r['status']}: {r.get('reason') or r.get('error', '')}"[:300])
+        why = f"{r['status']}: {r.get('reason') or r.get('error', '')}"
+        return _line(name, None, target["text"], "not run", why[:300])
     if doc["dry"]:
         return _line(name, None, target["text"], "not run", DRY_NOTE)
-    note = "" if value is not None else "no baseline time or no device limit to compare with"
-    return _line(name, None if value is None else round(value, 3), target["text"], verdict(value, target["min"]), note)
+    if value is None:
+        note = "no baseline time or no device limit to compare with"
+    elif target["metric"] == "speedup":
+        note = f"peak memory {r.get('peak_mem_mib')} MiB, {target['baseline']} {base.get('peak_mem_mib')} MiB"
+    else:
+        note = f"{r['time_ms']:.4g} ms"
+    shown = round(value, 3) if value is not None else None
+    return _line(name, shown, target["text"], verdict(value, target["min"]), note)
 
 
 def _ops_lines(doc: dict) -> list[dict]:
@@ -146,8 +153,10 @@ def _ops_lines(doc: dict) -> list[dict]:
         for impl in ("reference", "rfft_conv"):
             base = by_impl.get((impl, *key(r)))
             if base is not None and not (target and target.get("baseline") == impl):
+                memory = "" if doc["dry"] else \
+                    f"peak memory {r.get('peak_mem_mib')} MiB, {impl} {base.get('peak_mem_mib')} MiB"
                 lines.append(_line(f"{what}: speedup over {impl}", _figure(doc, base["time_ms"] / r["time_ms"]), "-",
-                                   "reported", note))
+                                   "reported", note or memory))
         if not target and r.get("fraction") is not None:
             lines.append(_line(f"{what}: fraction of {r.get('fraction_of')}", _figure(doc, r["fraction"]), "-",
                                "reported", note))
