@@ -161,3 +161,41 @@ def test_cauchy_bad_input(args, exc, match):
 def test_mismatched_devices():
     with pytest.raises(ValueError, match=r"all tensors must be on one device, got v on cpu, z on cuda:0, w on cpu"):
         cauchy(_c(3), _c(4).cuda(), _c(3))
+
+
+# Far poles and points next to a pole, where |z - w|^2 overflows or underflows although the result
+# is finite: far = 2e19 / 2e154 (|z - w|^2 > the largest float / double), near = 1e-20 / 1e-160
+# (|z - w|^2 below the smallest normal). Each row holds one such mode, so the result is its term alone.
+EXTREME = {torch.complex64: (2e19, 1e-20), torch.complex128: (2e154, 1e-160)}
+
+
+def _max_error(got, want):
+    """max |got - want| and max |want|, in complex128 (abs is a hypot: no underflow of squares)."""
+    got, want = got.detach().to(torch.complex128), want.detach().to(torch.complex128)
+    return (got - want).abs().max().item(), want.abs().max().item()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", list(EXTREME))
+def test_far_and_near_poles(backend, dtype, device):
+    """Rounding bound: each reciprocal is a few roundings off (the scaling is exact), a term adds the
+    products by v and g: |error| <= 16 eps(dtype) max|value| covers it; values below the smallest
+    normal (grad_w of a far pole, ~1/far^2) add 4 subnormal spacings. Before the fix the C++ and Triton
+    kernels gave 0 for the far pole and NaN next to the pole."""
+    far, near = EXTREME[dtype]
+    eps, tiny = torch.finfo(dtype).eps, torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps
+    z = torch.tensor([0, -1 - 0.25j, 2 + 0.5j], dtype=dtype, device=device)
+    v = torch.tensor([[1 + 0.5j], [-0.75 + 2j]], dtype=dtype, device=device)
+    w = torch.tensor([[-far + 0j], [complex(near, -near)]], dtype=dtype, device=device)
+    g = torch.tensor([[0.5 - 1j, 2 + 0.25j, -1 + 1j]] * 2, dtype=torch.complex128, device=device)
+    results = {}
+    for who, fn, cast in (("ref", cauchy_ref, torch.complex128), ("backend", lambda *a: cauchy(*a, backend=backend), dtype)):
+        leaves = [t.to(cast).requires_grad_() for t in (v, z, w)]
+        out = fn(*leaves)
+        grads = torch.autograd.grad((out * g.to(out.dtype).conj()).real.sum(), [leaves[0], leaves[2]])
+        results[who] = (out, *grads)
+    for name, got, want, rows in zip(("out", "grad_v", "grad_w"), results["backend"], results["ref"],
+                                     ((0, 1), (0, 1), (0,))):  # grad_w next to a pole ~ 1/near^2 overflows
+        for r in rows:
+            err, scale = _max_error(got[r], want[r])
+            assert scale > 0 and err <= 16 * eps * scale + 4 * tiny, (name, r, err, scale)

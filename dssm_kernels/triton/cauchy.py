@@ -16,18 +16,61 @@ import triton.language as tl
 
 
 @triton.jit
+def _scaled_reciprocal(x, y, SMALL, BIG, UP, DOWN):
+    """1 / (x + i y) for any operand whose reciprocal is representable: the larger component is
+    brought into [SMALL, BIG] by an exact power-of-two scale k, so |k a|^2 is a normal number; the
+    final product by k comes last (it overflows only when 1/a does)."""
+    s = tl.maximum(tl.abs(x), tl.abs(y))
+    k = tl.where(s > BIG, DOWN, tl.where(s < SMALL, UP, 1.0))
+    xs = x * k
+    ys = y * k
+    inv = 1.0 / (xs * xs + ys * ys)
+    return (xs * inv) * k, -(ys * inv) * k
+
+
+@triton.jit
 def _reciprocals(zr, zi, wr, wi, mask):
     """1 / (z - w) and 1 / (z - conj(w)) on a [modes, points] tile, as (ar, ai, br, bi).
 
-    Masked entries get a finite value (the caller zeroes their weight): with the padding z = w = 0
-    the division would give inf, and 0 * inf = nan would poison the sums.
+    The plain 1/a = conj(a) / |a|^2 is accurate while |a|^2 stays within [LO, HI]; beyond, it gives
+    0 (a far pole: |a|^2 overflows) or inf/NaN (z next to a pole: |a|^2 underflows) where the true
+    value is finite. A tile with any such term takes the scaled reciprocal instead (one reduction
+    and a branch per tile on the common path). Masked entries get a finite value (the caller zeroes
+    their weight): with the padding z = w = 0 the division would give inf, and 0 * inf = nan would
+    poison the sums.
     """
-    dr = zr[None, :] - wr[:, None]
-    ai = zi[None, :] - wi[:, None]
-    bi = zi[None, :] + wi[:, None]
-    inv_a = 1.0 / tl.where(mask, dr * dr + ai * ai, 1.0)
-    inv_b = 1.0 / tl.where(mask, dr * dr + bi * bi, 1.0)
-    return dr * inv_a, -ai * inv_a, dr * inv_b, -bi * inv_b
+    if zr.dtype == tl.float64:
+        LO: tl.constexpr = 2.0 ** -900
+        HI: tl.constexpr = 2.0 ** 900
+        SMALL: tl.constexpr = 2.0 ** -500
+        BIG: tl.constexpr = 2.0 ** 500
+        UP: tl.constexpr = 2.0 ** 1000
+        DOWN: tl.constexpr = 2.0 ** -1000
+    else:
+        LO: tl.constexpr = 2.0 ** -100
+        HI: tl.constexpr = 2.0 ** 100
+        SMALL: tl.constexpr = 2.0 ** -50
+        BIG: tl.constexpr = 2.0 ** 50
+        UP: tl.constexpr = 2.0 ** 100
+        DOWN: tl.constexpr = 2.0 ** -100
+    dr = tl.where(mask, zr[None, :] - wr[:, None], 1.0)
+    ai = tl.where(mask, zi[None, :] - wi[:, None], 0.0)
+    bi = tl.where(mask, zi[None, :] + wi[:, None], 0.0)
+    dr2 = dr * dr
+    da = dr2 + ai * ai
+    db = dr2 + bi * bi
+    unsafe = (da < LO) | (da > HI) | (db < LO) | (db > HI)
+    if tl.max(unsafe.to(tl.int32)) == 0:
+        inv_a = 1.0 / da
+        inv_b = 1.0 / db
+        ar = dr * inv_a
+        ai_ = -ai * inv_a
+        br = dr * inv_b
+        bi_ = -bi * inv_b
+    else:
+        ar, ai_ = _scaled_reciprocal(dr, ai, SMALL, BIG, UP, DOWN)
+        br, bi_ = _scaled_reciprocal(dr, bi, SMALL, BIG, UP, DOWN)
+    return ar, ai_, br, bi_
 
 
 @triton.jit

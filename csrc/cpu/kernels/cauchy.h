@@ -7,8 +7,14 @@
 // with a = z_j - w[r, n], b = z_j - conj(w[r, n]); z (L,) is shared by every row. Complex arrays are
 // interleaved (re, im) pairs, row-major.
 //
-// Each term costs one division: 1/a = conj(a) / |a|^2, and Re(a) = Re(b) serves both. The rows
-// kernel runs the points of a tile across the SIMD lanes (the modes are a scalar loop); the modes
+// Each term costs one division: 1/a = conj(a) / |a|^2, and Re(a) = Re(b) serves both. That formula
+// is accurate while |a|^2 neither overflows nor underflows (SafeRange); outside that range it gives
+// 0 (|a|^2 = inf: a far pole, |w| > ~1e19 in float) or inf/NaN (|a|^2 subnormal or 0: z within
+// ~1e-19 of a pole) where the true value is finite. So a call first bounds every |a|^2 from above
+// by the inputs' largest components (O(L + R N)), and each tile records the smallest |a|^2 it met
+// (two min per term); a call that may overflow, or a tile that underflowed, is computed with
+// scaled_reciprocal instead (the operands scaled by a power of two into the safe range first, as
+// robust complex division does). The rows
 // kernel runs a tile of modes across the lanes (the points are a scalar loop). Tiles are padded with
 // copies of their last real point or mode, so a padded lane is finite exactly when a real one is,
 // and its result is never stored. The modes kernel sums the points in blocks of kPointBlock before
@@ -40,11 +46,101 @@ namespace detail {
 
 using common::team_size;
 
+// |a|^2 in [lo, hi]: conj(a) / |a|^2 is accurate (|a|^2, its reciprocal and their products are
+// normal numbers). Scale: components beyond [small, big] are scaled by `down` / `up` first.
+template <typename T>
+struct SafeRange;
+template <>
+struct SafeRange<float> {
+  static constexpr float lo = 0x1p-100f, hi = 0x1p100f;
+  static constexpr float small = 0x1p-50f, big = 0x1p50f, up = 0x1p100f, down = 0x1p-100f;
+};
+template <>
+struct SafeRange<double> {
+  static constexpr double lo = 0x1p-900, hi = 0x1p900;
+  static constexpr double small = 0x1p-500, big = 0x1p500, up = 0x1p1000, down = 0x1p-1000;
+};
+
+// 1 / (x + i y) for every x + i y whose reciprocal is representable: the larger component is
+// brought into [small, big] by an exact power-of-two scale k, so |k a|^2 is a normal number, and
+// 1/a = k conj(k a) / |k a|^2, the last product by k done last (it overflows only when 1/a does).
+template <typename T>
+inline void scaled_reciprocal(T x, T y, T& re, T& im) {
+  using S = SafeRange<T>;
+  const T ax = x < T(0) ? -x : x, ay = y < T(0) ? -y : y;
+  const T s = ax > ay ? ax : ay;
+  const T k = s > S::big ? S::down : (s < S::small ? S::up : T(1));
+  const T xs = x * k, ys = y * k;
+  const T inv = T(1) / (xs * xs + ys * ys);
+  re = (xs * inv) * k;
+  im = -(ys * inv) * k;
+}
+
+// |a|^2 and |b|^2 of the plain formula, the smaller taken into the caller's record dmin (a NaN
+// operand compares false: it stays on the plain path and gives NaN, as it should).
+template <typename T>
+inline void squared_norms(T dr, T ai, T bi, T& da, T& db, T& dmin) {
+  const T dr2 = dr * dr;
+  da = dr2 + ai * ai;
+  db = dr2 + bi * bi;
+  dmin = da < dmin ? da : dmin;
+  dmin = db < dmin ? db : dmin;
+}
+
+// 1 / (dr + i ai) and 1 / (dr + i bi) as (Ar, Ai, Br, Bi): scaled_reciprocal when Robust, else the
+// plain formula with the smallest |.|^2 recorded.
+template <typename T, bool Robust>
+inline void reciprocals(T dr, T ai, T bi, T& Ar, T& Ai, T& Br, T& Bi, T& dmin) {
+  if (Robust) {
+    scaled_reciprocal(dr, ai, Ar, Ai);
+    scaled_reciprocal(dr, bi, Br, Bi);
+  } else {
+    T da, db;
+    squared_norms(dr, ai, bi, da, db, dmin);
+    const T inv_a = T(1) / da;
+    const T inv_b = T(1) / db;
+    Ar = dr * inv_a;
+    Ai = -ai * inv_a;
+    Br = dr * inv_b;
+    Bi = -bi * inv_b;
+  }
+}
+
+// Whether any of the n recorded minima fell below the safe range.
+template <typename T>
+inline bool below_range(const T* dmin, int n) {
+  bool below = false;
+  for (int i = 0; i < n; ++i) below = below || dmin[i] < SafeRange<T>::lo;
+  return below;
+}
+
+// Whether every |z_j - w_n|^2 and |z_j - conj(w_n)|^2 is at most SafeRange::hi, from the largest
+// components of the interleaved complex arrays z (L,) and w (M,): (max|Re z| + max|Re w|)^2 +
+// (max|Im z| + max|Im w|)^2 bounds them all. False for non-finite input.
+template <typename T>
+inline bool bounded_above(const T* z, int64_t L, const T* w, int64_t M) {
+  double zr = 0, zi = 0, wr = 0, wi = 0;
+  for (int64_t j = 0; j < L; ++j) {
+    zr = std::max(zr, std::fabs(double(z[2 * j])));
+    zi = std::max(zi, std::fabs(double(z[2 * j + 1])));
+  }
+  for (int64_t n = 0; n < M; ++n) {
+    wr = std::max(wr, std::fabs(double(w[2 * n])));
+    wi = std::max(wi, std::fabs(double(w[2 * n + 1])));
+  }
+  const double bound = (zr + wr) * (zr + wr) + (zi + wi) * (zi + wi);
+  return bound <= double(SafeRange<T>::hi);
+}
+
 // One tile of JT points (zr, zi) against all N modes of a row: the rows sums into (out_r, out_i).
-template <typename T, int JT, bool Square>
-inline void rows_tile(const T* zr, const T* zi, const T* v, const T* w, int64_t N, T* out_r, T* out_i) {
+// Returns false when a term left the plain formula's safe range (then the caller recomputes the
+// tile with Robust); the Robust variant always returns true.
+template <typename T, int JT, bool Square, bool Robust>
+inline bool rows_tile(const T* zr, const T* zi, const T* v, const T* w, int64_t N, T* out_r, T* out_i) {
   alignas(64) T acc_r[JT] = {};
   alignas(64) T acc_i[JT] = {};
+  alignas(64) T dmin[JT];
+  for (int j = 0; j < JT; ++j) dmin[j] = SafeRange<T>::lo;  // in range: only a smaller term trips
   for (int64_t n = 0; n < N; ++n) {
     const T vr = v[2 * n], vi = v[2 * n + 1], wr = w[2 * n], wi = w[2 * n + 1];
 #pragma omp simd
@@ -52,37 +148,49 @@ inline void rows_tile(const T* zr, const T* zi, const T* v, const T* w, int64_t 
       const T dr = zr[j] - wr;
       const T ai = zi[j] - wi;
       const T bi = zi[j] + wi;
-      const T dr2 = dr * dr;
-      const T inv_a = T(1) / (dr2 + ai * ai);
-      const T inv_b = T(1) / (dr2 + bi * bi);
-      if (Square) {
-        // 1/a = (Ar, Ai), 1/b = (Br, Bi), squared
-        const T Ar = dr * inv_a, Ai = -ai * inv_a, Br = dr * inv_b, Bi = -bi * inv_b;
-        const T a2r = Ar * Ar - Ai * Ai, a2i = T(2) * Ar * Ai;
-        const T b2r = Br * Br - Bi * Bi, b2i = T(2) * Br * Bi;
-        // v A^2 + conj(v) B^2
-        acc_r[j] += vr * (a2r + b2r) - vi * (a2i - b2i);
-        acc_i[j] += vr * (a2i + b2i) + vi * (a2r - b2r);
+      if (Square || Robust) {
+        T Ar, Ai, Br, Bi;  // 1/a, 1/b
+        reciprocals<T, Robust>(dr, ai, bi, Ar, Ai, Br, Bi, dmin[j]);
+        if (Square) {
+          const T a2r = Ar * Ar - Ai * Ai, a2i = T(2) * Ar * Ai;
+          const T b2r = Br * Br - Bi * Bi, b2i = T(2) * Br * Bi;
+          // v A^2 + conj(v) B^2
+          acc_r[j] += vr * (a2r + b2r) - vi * (a2i - b2i);
+          acc_i[j] += vr * (a2i + b2i) + vi * (a2r - b2r);
+        } else {
+          // v A + conj(v) B
+          acc_r[j] += vr * (Ar + Br) - vi * (Ai - Bi);
+          acc_i[j] += vr * (Ai + Bi) + vi * (Ar - Br);
+        }
       } else {
-        // v / a + conj(v) / b with Re(1/a) + Re(1/b) = dr (inv_a + inv_b), Im(1/a) - Im(1/b) = q - p,
-        // Im(1/a) + Im(1/b) = -(p + q), Re(1/a) - Re(1/b) = dr (inv_a - inv_b)
+        // the same sum on the plain path, shared factors first: Re(1/a) + Re(1/b) = dr (inv_a + inv_b),
+        // Im(1/a) - Im(1/b) = q - p, Im(1/a) + Im(1/b) = -(p + q), Re(1/a) - Re(1/b) = dr (inv_a - inv_b)
+        T da, db;
+        squared_norms(dr, ai, bi, da, db, dmin[j]);
+        const T inv_a = T(1) / da;
+        const T inv_b = T(1) / db;
         const T p = ai * inv_a, q = bi * inv_b;
         acc_r[j] += vr * (dr * (inv_a + inv_b)) + vi * (p - q);
         acc_i[j] += vi * (dr * (inv_a - inv_b)) - vr * (p + q);
       }
     }
   }
+  if (!Robust && below_range(dmin, JT)) return false;
 #pragma omp simd
   for (int j = 0; j < JT; ++j) {
     out_r[j] = acc_r[j];
     out_i[j] = acc_i[j];
   }
+  return true;
 }
 
 // One tile of MT modes (wr, wi) of a row against all L points: (gv, gw) sums before the conj(v)
-// factor. tot: 4 arrays of MT (gv re, gv im, gw re, gw im).
-template <typename T, int MT, bool NeedV, bool NeedW>
-inline void modes_tile(const T* g, const T* z, int64_t L, const T* wr, const T* wi, T (*tot)[MT]) {
+// factor. tot: 4 arrays of MT (gv re, gv im, gw re, gw im), zero on entry. Returns false (tot then
+// unusable) when a term left the plain formula's safe range; the Robust variant always returns true.
+template <typename T, int MT, bool NeedV, bool NeedW, bool Robust>
+inline bool modes_tile(const T* g, const T* z, int64_t L, const T* wr, const T* wi, T (*tot)[MT]) {
+  alignas(64) T dmin[MT];
+  for (int m = 0; m < MT; ++m) dmin[m] = SafeRange<T>::lo;  // in range: only a smaller term trips
   for (int64_t j0 = 0; j0 < L; j0 += kPointBlock) {
     const int64_t j1 = std::min(L, j0 + kPointBlock);
     alignas(64) T part[4][MT] = {};
@@ -90,14 +198,9 @@ inline void modes_tile(const T* g, const T* z, int64_t L, const T* wr, const T* 
       const T zr = z[2 * j], zi = z[2 * j + 1], gr = g[2 * j], gi = g[2 * j + 1];
 #pragma omp simd
       for (int m = 0; m < MT; ++m) {
-        const T dr = zr - wr[m];
-        const T ai = zi - wi[m];
-        const T bi = zi + wi[m];
-        const T dr2 = dr * dr;
-        const T inv_a = T(1) / (dr2 + ai * ai);
-        const T inv_b = T(1) / (dr2 + bi * bi);
-        const T Ar = dr * inv_a, Ai = -ai * inv_a, Br = dr * inv_b, Bi = -bi * inv_b;
-        // g conj(A) + conj(g) B, with A = 1/a, B = 1/b
+        T Ar, Ai, Br, Bi;  // 1/a, 1/b
+        reciprocals<T, Robust>(zr - wr[m], zi - wi[m], zi + wi[m], Ar, Ai, Br, Bi, dmin[m]);
+        // g conj(A) + conj(g) B
         if (NeedV) {
           part[0][m] += gr * (Ar + Br) + gi * (Ai + Bi);
           part[1][m] += gi * (Ar - Br) - gr * (Ai - Bi);
@@ -114,11 +217,13 @@ inline void modes_tile(const T* g, const T* z, int64_t L, const T* wr, const T* 
 #pragma omp simd
       for (int m = 0; m < MT; ++m) tot[k][m] += part[k][m];
   }
+  return Robust || !below_range(dmin, MT);
 }
 
 template <typename T, int MT, bool NeedV, bool NeedW>
 void modes_impl(const T* g, const T* v, const T* z, const T* w, T* gv, T* gw, int64_t R, int64_t N, int64_t L,
                 int num_threads) {
+  const bool plain = bounded_above(z, L, w, R * N);
   const int64_t tiles = (N + MT - 1) / MT;
   const int64_t items = R * tiles;
 #pragma omp parallel for schedule(static) num_threads(team_size(num_threads, items)) \
@@ -136,7 +241,10 @@ void modes_impl(const T* g, const T* v, const T* z, const T* w, T* gv, T* gw, in
       wi[m] = wrow[2 * k + 1];
     }
     alignas(64) T tot[4][MT] = {};
-    modes_tile<T, MT, NeedV, NeedW>(g + 2 * r * L, z, L, wr, wi, tot);
+    if (!(plain && modes_tile<T, MT, NeedV, NeedW, false>(g + 2 * r * L, z, L, wr, wi, tot))) {
+      for (int k = 0; k < 4; ++k) std::fill(tot[k], tot[k] + MT, T(0));
+      modes_tile<T, MT, NeedV, NeedW, true>(g + 2 * r * L, z, L, wr, wi, tot);
+    }
     for (int64_t m = 0; m < nm; ++m) {
       const int64_t o = 2 * (r * N + n0 + m);
       if (NeedV) {
@@ -162,6 +270,7 @@ void cauchy_rows(const T* v, const T* z, const T* w, T* out, int64_t R, int64_t 
   if (R <= 0 || L <= 0) return;
   const int64_t tiles = (L + JT - 1) / JT;
   const int64_t items = R * tiles;
+  const bool plain = detail::bounded_above(z, L, w, R * N);
 #pragma omp parallel for schedule(static) num_threads(detail::team_size(num_threads, items)) \
     if (R * N * L >= kMinParallelWork)
   for (int64_t item = 0; item < items; ++item) {
@@ -179,10 +288,12 @@ void cauchy_rows(const T* v, const T* z, const T* w, T* out, int64_t R, int64_t 
     alignas(64) T res_i[JT];
     const T* vrow = v + 2 * r * N;
     const T* wrow = w + 2 * r * N;
-    if (square)
-      detail::rows_tile<T, JT, true>(zr, zi, vrow, wrow, N, res_r, res_i);
-    else
-      detail::rows_tile<T, JT, false>(zr, zi, vrow, wrow, N, res_r, res_i);
+    if (square) {
+      if (!(plain && detail::rows_tile<T, JT, true, false>(zr, zi, vrow, wrow, N, res_r, res_i)))
+        detail::rows_tile<T, JT, true, true>(zr, zi, vrow, wrow, N, res_r, res_i);
+    } else if (!(plain && detail::rows_tile<T, JT, false, false>(zr, zi, vrow, wrow, N, res_r, res_i))) {
+      detail::rows_tile<T, JT, false, true>(zr, zi, vrow, wrow, N, res_r, res_i);
+    }
     T* o = out + 2 * (r * L + j0);
     for (int64_t j = 0; j < nj; ++j) {
       o[2 * j] = res_r[j];
