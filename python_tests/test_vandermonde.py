@@ -121,3 +121,38 @@ def test_vandermonde_transpose_bad_input(args, exc, match):
 def test_mismatched_devices():
     with pytest.raises(ValueError, match=r"all tensors must be on one device, got v on cpu, x on cuda"):
         dk.vandermonde(torch.ones(3, dtype=C64), torch.ones(3, dtype=C64, device="cuda"), 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reverse_op", [False, True])
+def test_vanishing_mode(backend, reverse_op, device):
+    """A mode with Re x = -inf (dA = 0: it dies out at once) contributes exp(x l) = 0 at every l >= 1
+    and, at l = 0, NaN: -inf * 0 is undefined in IEEE arithmetic, as in the reference. Only that
+    position is NaN; the others are the finite modes' alone (float64: the same computation as
+    without the mode, to rounding: 1e-12 relative). L = 3000 spans several C++ anchor spans. For
+    vandermonde_transpose's u-gradient (the same kernel, positions reversed) the NaN sits at l = L-1.
+    Before the fix the C++ kernel made the whole row NaN."""
+    L = 3000
+    g = gen(31)
+    v, x = crandn(2, 4, g=g).to(device), stable_modes(2, 4, g=g).to(device)
+    x_inf = x.clone()
+    x_inf[0, 1] = complex(float("-inf"), 0.3)
+    v_without = v.clone()
+    v_without[0, 1] = 0
+    if reverse_op:  # grad_u of vandermonde_transpose = Re( sum_n conj(g_n) v_n exp(x_n (L-1-l)) )
+        u = torch.randn(2, L, dtype=torch.float64, generator=g).to(device).requires_grad_()
+        weights = crandn(2, 4, g=g).to(device)
+        run = lambda vv, xx: torch.autograd.grad(  # noqa: E731
+            (dk.vandermonde_transpose(u, vv, xx, backend=backend) * weights.conj()).real.sum(), u)[0]
+        at0 = L - 1
+    else:
+        run = lambda vv, xx: dk.vandermonde(vv, xx, L, backend=backend)  # noqa: E731
+        at0 = 0
+    want_ref = dk.vandermonde_ref(v, x_inf, L)
+    assert torch.isnan(want_ref[0, 0]) and not torch.isnan(want_ref[0, 1:]).any()  # the reference's semantics
+    got, want = run(v, x_inf), run(v_without, x)
+    assert torch.isnan(got[0, at0]), "p(l) = 0 of the row with the vanishing mode"
+    keep = torch.ones_like(got, dtype=torch.bool)
+    keep[0, at0] = False
+    assert not torch.isnan(got[keep]).any()
+    assert (got[keep] - want[keep]).abs().max() <= 1e-12 * want[keep].abs().max()

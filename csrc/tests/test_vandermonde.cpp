@@ -225,6 +225,34 @@ void check_growing(const char* type, double xr_fast, double tol) {
   }
 }
 
+// A vanishing mode (Re x = -inf): exp(x p) is 0 for p >= 1 and NaN at p = 0 (IEEE -inf * 0, as the
+// reference gives); the row's other positions are those of its finite modes alone, for rows long
+// enough to have several anchor spans.
+template <typename T>
+void check_vanishing_mode(const char* type, double tol) {
+  for (int64_t L : {5, 3000}) {
+    for (bool reverse : {false, true}) {
+      Modes<T> with, without;
+      with.push(0.7, -0.2, -INFINITY, 0.4);
+      without.push(0, 0, 0, 0);
+      for (Modes<T>* m : {&with, &without}) {
+        m->push(1, 0.5, -0.01, 1.3);
+        m->push(-0.25, 2, -0.002, -0.7);
+        m->widen();
+      }
+      const int64_t N = 3;
+      std::vector<T> out(L, T(7)), want(L, T(7));
+      K::vandermonde_rows<T>(with.c.data(), with.x.data(), out.data(), 1, N, L, T(2), reverse);
+      K::vandermonde_rows<T>(without.c.data(), without.x.data(), want.data(), 1, N, L, T(2), reverse);
+      const int64_t at0 = reverse ? L - 1 : 0;
+      const bool nan_at_0 = std::isnan(out[at0]);
+      out[at0] = want[at0] = 0;
+      report(reverse ? "rows -inf mode rev" : "rows -inf mode", type, N, L,
+             nan_at_0 ? rel_rms(widen(out), widen(want)) : INFINITY, tol);
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -232,6 +260,8 @@ int main() {
   check_sizes<double>("double", 1e-12);
   check_growing<float>("float", 8.0, 2e-6);
   check_growing<double>("double", -2.0, 1e-12);
+  check_vanishing_mode<float>("float", 0.0);
+  check_vanishing_mode<double>("double", 0.0);
   anchor_sweep();
   length_growth();
   if (failures) std::printf("%d check(s) FAILED\n", failures);

@@ -39,6 +39,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -244,6 +245,27 @@ inline void power_sums_mode(const T* wb, const T* wpb, int64_t L, int64_t nb, in
   }
 }
 
+// Modes with Re x = -inf and a finite Im x vanish: exp(x p) = 0 for every p >= 1, and at p = 0
+// IEEE arithmetic gives exp(-inf * 0) = NaN (as the reference does, with torch.exp). The tables and
+// anchors cannot hold them (an anchor exp(-inf * 0) would make the whole span NaN), so a row with
+// such modes is computed from a copy with their c and x set to 0, and its p = 0 output is set to
+// NaN afterwards. Copies the row's c (N complex) then x (N complex) into `cleaned` and returns
+// true if the row has a vanishing mode; returns false (and copies nothing) otherwise.
+template <typename T>
+inline bool drop_vanishing_modes(const T* c, const T* x, int64_t N, T* cleaned) {
+  bool any = false;
+  for (int64_t n = 0; n < N; ++n) any = any || (std::isinf(x[2 * n]) && x[2 * n] < 0 && std::isfinite(x[2 * n + 1]));
+  if (!any) return false;
+  for (int64_t n = 0; n < N; ++n) {
+    const bool vanish = std::isinf(x[2 * n]) && x[2 * n] < 0 && std::isfinite(x[2 * n + 1]);
+    for (int k = 0; k < 2; ++k) {
+      cleaned[2 * n + k] = vanish ? T(0) : c[2 * n + k];
+      cleaned[2 * N + 2 * n + k] = vanish ? T(0) : x[2 * n + k];
+    }
+  }
+  return true;
+}
+
 // Stores the results of the block at position lb of a row of length L (fewer than V at its end),
 // at l = p(position).
 template <typename T, int V>
@@ -297,13 +319,22 @@ void vandermonde_rows(const T* c, const T* x, T* out, int64_t R, int64_t N, int6
     T* cr = ai + N;          // (kGroup, N) coefficients c a_b of consecutive blocks
     T* ci = cr + kGroup * N;
     T* res = ci + kGroup * N;  // (kGroup, V) results of those blocks
+    std::vector<T> cleaned(static_cast<size_t>(4 * N));  // (c, x) of a row with its vanishing modes dropped
     int64_t cached_row = -1;
+    bool vanishing_row = false;
 #pragma omp for schedule(static)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t r = item / nspans;
       const int64_t l0 = (item % nspans) * span;
       const T* cx = c + 2 * r * N;
       const T* xx = x + 2 * r * N;
+      if (r != cached_row) {
+        vanishing_row = detail::drop_vanishing_modes(cx, xx, N, cleaned.data());
+      }
+      if (vanishing_row) {
+        cx = cleaned.data();
+        xx = cleaned.data() + 2 * N;
+      }
       if (r != cached_row) {
         detail::row_tables<T, V>(xx, N, K, pr, pi, sr, si, 1, N, scratch.data());
         cached_row = r;
@@ -327,6 +358,7 @@ void vandermonde_rows(const T* c, const T* x, T* out, int64_t R, int64_t N, int6
           for (int gg = 0; gg < g; ++gg) detail::rows_blocks<T, V, 1>(pr, pi, cr + gg * N, ci + gg * N, N, res + gg * V);
         for (int gg = 0; gg < g; ++gg) detail::store_block<T, V>(orow, L, l0 + (b + gg) * V, res + gg * V, reverse);
       }
+      if (vanishing_row && l0 == 0) orow[reverse ? L - 1 : 0] = std::numeric_limits<T>::quiet_NaN();
     }
   }
 }
