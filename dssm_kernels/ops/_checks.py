@@ -95,3 +95,14 @@ def sum_to_shape(grad: torch.Tensor | None, shape: Sequence[int]) -> torch.Tenso
     if dims:
         grad = grad.sum(dim=dims, keepdim=True)
     return grad.reshape(shape)
+
+
+def refuse_double_backward(op: str, backend: str) -> None:
+    """Raise in a kernel backward that runs with grad mode on, i.e. with create_graph=True for a
+    second derivative: the Triton and C++ backward kernels are not differentiable, so their result
+    would carry none or only part of the second derivative without a word."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{op}: backend {backend!r} computes first derivatives only, and its backward ran with "
+            f"create_graph=True (a second derivative through it); use backend='reference' (plain torch "
+            f"ops, differentiable any number of times) for double backward")

@@ -96,6 +96,7 @@ class CauchyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        ck.refuse_double_backward(OP, ctx.backend)
         vs, zs, ws = ctx.saved_tensors
         v_shape, w_shape, shape = ctx.shapes
         need_v, need_z, need_w = ctx.needs_input_grad[:3]

@@ -10,7 +10,6 @@ then y = 2 * Re(xs @ C^T) + D * u.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
@@ -114,8 +113,8 @@ class DiagScanFunction(torch.autograd.Function):
         return xs, last
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g_xs, g_last):
+        ck.refuse_double_backward(OP, ctx.backend)
         dA, state, xs = ctx.saved_tensors
         need_v, need_dA, need_state = ctx.needs_input_grad[:3]
         if g_xs is None and g_last is None:

@@ -120,6 +120,7 @@ class FFTConvFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        ck.refuse_double_backward(OP, "triton")
         u, k, D = ctx.saved_tensors
         need_u, need_k, need_D = ctx.needs_input_grad
         cd = compute_dtype(u, k)

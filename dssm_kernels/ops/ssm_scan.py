@@ -9,7 +9,6 @@ ssm_step) continues from.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
@@ -119,8 +118,8 @@ class SsmScanFunction(torch.autograd.Function):
         return y, last
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy, g_last):
+        ck.refuse_double_backward(OP, ctx.backend)
         u, dA, dB, C, D, ckpt = ctx.saved_tensors
         need_u, need_dA, need_dB, need_C, need_D, need_state = ctx.needs_input_grad[:6]
         if gy is None and g_last is None:

@@ -9,7 +9,6 @@ ssm_scan gives for the whole sequence at once.
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
@@ -112,8 +111,8 @@ class SsmStepFunction(torch.autograd.Function):
         return y, new
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy, g_new):
+        ck.refuse_double_backward(OP, ctx.backend)
         u, state, dA, dB, C, D = ctx.saved_tensors
         need_u, need_state, need_dA, need_dB, need_C, need_D = ctx.needs_input_grad[:6]
         if gy is None and g_new is None:

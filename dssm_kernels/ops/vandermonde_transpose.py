@@ -46,6 +46,7 @@ class VandermondeTransposeFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
+        ck.refuse_double_backward(OP, ctx.backend)
         vs, xs, S, dS = ctx.saved_tensors
         u_shape, v_shape, x_shape, batch = ctx.shapes
         N = xs.shape[-1]
