@@ -1,7 +1,9 @@
 """Input validation shared by the ops: every failure names the argument, the expected, the received."""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+import os
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -106,3 +108,61 @@ def refuse_double_backward(op: str, backend: str) -> None:
             f"{op}: backend {backend!r} computes first derivatives only, and its backward ran with "
             f"create_graph=True (a second derivative through it); use backend='reference' (plain torch "
             f"ops, differentiable any number of times) for double backward")
+
+
+# The allocation limit: what one op call may allocate (outputs, saved tensors, contiguous copies of
+# broadcast or strided inputs, the reference's (..., N, L) intermediates), checked before anything is
+# allocated, so an impossible size fails with a ValueError rather than an out-of-memory kill (Linux
+# overcommits: a huge torch.empty "succeeds" and the first write kills the process) or an
+# OverflowError from inside torch. The kernels index with 64-bit offsets and launch one-dimensional
+# Triton grids, so memory is the only limit on a size.
+ALLOC_ENV = "DSSM_MAX_ALLOC_BYTES"
+ALLOC_FRACTION = 0.8  # of the physical memory (CPU) or of the device's memory (CUDA)
+
+
+class Alloc(NamedTuple):
+    """`copies` tensors of `shape` and `dtype` that an op call allocates, described by `what`."""
+    what: str
+    shape: tuple
+    dtype: torch.dtype
+    copies: int = 1
+
+    def bytes(self) -> int:
+        return self.copies * math.prod(self.shape) * self.dtype.itemsize
+
+
+@torch.compiler.assume_constant_result
+def _physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def allocation_limit(op: str, device: torch.device) -> tuple[int | None, str]:
+    """(bytes, where the figure comes from); None for devices without a known memory size."""
+    env = os.environ.get(ALLOC_ENV, "").strip()
+    if env:
+        try:
+            limit = int(env)
+        except ValueError:
+            limit = -1
+        if limit < 1:
+            raise ValueError(f"{op}: environment variable {ALLOC_ENV} must be a whole number of bytes >= 1, got {env!r}")
+        return limit, ALLOC_ENV
+    if device.type == "cpu":
+        total = _physical_memory()
+    elif device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        return None, ""
+    return int(ALLOC_FRACTION * total), (f"{ALLOC_FRACTION:.0%} of the {device.type.upper()} memory of "
+                                         f"{total / 2**30:.1f} GiB; {ALLOC_ENV} overrides it")
+
+
+def check_allocations(op: str, device: torch.device, allocs: Sequence[Alloc]) -> None:
+    """Raise ValueError, before anything is allocated, if `allocs` add up to more than the limit."""
+    limit, source = allocation_limit(op, device)
+    total = sum(a.bytes() for a in allocs)
+    if limit is not None and total > limit:
+        parts = "; ".join(f"{a.what}: {a.copies} x {tuple(a.shape)} {str(a.dtype).replace('torch.', '')} = "
+                          f"{a.bytes() / 2**30:.3g} GiB" for a in sorted(allocs, key=Alloc.bytes, reverse=True))
+        raise ValueError(f"{op}: this call would allocate {total / 2**30:.3g} GiB ({total} bytes), more than the "
+                         f"limit of {limit / 2**30:.3g} GiB ({source}): {parts}")

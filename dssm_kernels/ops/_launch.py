@@ -17,6 +17,18 @@ def new_output(shape, *, dtype: torch.dtype, device: torch.device) -> torch.Tens
     return torch.empty(shape, dtype=dtype, device=device)
 
 
+# A CUDA grid's first dimension (the only one the kernels use) holds at most 2^31 - 1 programs.
+MAX_PROGRAMS = 2**31 - 1
+
+
+def grid(op: str, programs: int) -> tuple[int]:
+    """The one-dimensional grid of `programs` programs, or a ValueError naming `op` if it is too long."""
+    if programs > MAX_PROGRAMS:
+        raise ValueError(f"{op}: the Triton kernel would need {programs} programs, more than a grid holds "
+                         f"({MAX_PROGRAMS}); split the batch")
+    return (programs,)
+
+
 def pow2_block(n: int, lo: int, hi: int) -> int:
     """The smallest power of two >= n, clamped to [lo, hi]."""
     b = 1 << max(0, (max(1, n) - 1).bit_length())

@@ -14,7 +14,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
 
 OP = "cauchy"
 
@@ -40,7 +40,7 @@ def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square
     block_n = pow2_block(N, 16, 64 if interp else 16)
     block_l = pow2_block(L, 16, 1024 if interp else 128)
     kern = triton_module("cauchy").cauchy_rows_kernel
-    kern[(R, -(-L // block_l))](torch.view_as_real(v), torch.view_as_real(w), torch.view_as_real(z),
+    kern[grid(OP, R * -(-L // block_l))](torch.view_as_real(v), torch.view_as_real(w), torch.view_as_real(z),
                                 torch.view_as_real(out), N, L,
                                 SQUARE=square, BLOCK_N=block_n, BLOCK_L=block_l)
     return out
@@ -66,7 +66,7 @@ def launch_cauchy_modes(g: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: to
     gv_arg = gv if need_v else gw
     gw_arg = gw if need_w else gv
     kern = triton_module("cauchy").cauchy_modes_kernel
-    kern[(R, -(-N // block_n))](torch.view_as_real(g), torch.view_as_real(v), torch.view_as_real(w),
+    kern[grid(OP, R * -(-N // block_n))](torch.view_as_real(g), torch.view_as_real(v), torch.view_as_real(w),
                                 torch.view_as_real(z), torch.view_as_real(gv_arg), torch.view_as_real(gw_arg),
                                 N, L, NEED_V=need_v, NEED_W=need_w, BLOCK_N=block_n, BLOCK_L=block_l)
     return gv, gw
@@ -127,6 +127,15 @@ def _validate(v, z, w):
     return ck.check_same_device(OP, ("v", "z", "w"), (v, z, w))
 
 
+def _allocations(backend: str, v, z, w) -> list:
+    shape = torch.broadcast_shapes(v.shape, w.shape)
+    L = z.shape[0]
+    if backend == "reference":
+        return [ck.Alloc("z - w, z - conj(w) and both quotients, (..., N, L) each", (*shape, L), w.dtype, 4)]
+    return [ck.Alloc("the output, its gradient and d output / d z", (*shape[:-1], L), w.dtype, 3),
+            ck.Alloc("v, w at their broadcast shape and their gradients", shape, w.dtype, 4)]
+
+
 def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
     """k[..., j] = sum_n v[..., n] / (z[j] - w[..., n]) + conj(v[..., n]) / (z[j] - conj(w[..., n])).
 
@@ -135,7 +144,14 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
         z: complex (L,), L >= 1, the evaluation points shared by every batch row; same dtype.
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
-        complex tensor (..., L). Differentiable in v and w (and in z, whose gradient sums over the batch).
+        complex tensor (..., L). Differentiable in v and w (and in z, whose gradient sums over the batch);
+        first derivatives (backend="reference" also differentiates twice).
+
+    Every finite result is computed: a pole far away (|z - w|^2 beyond the largest float) or a point
+    next to a pole (|z - w|^2 below the smallest normal) is divided with scaled operands.
+    Sizes: the call raises ValueError when what it allocates (the output, v and w at their broadcast
+    shape, the gradients; for the reference four (..., N, L) complex tensors) exceeds the allocation
+    limit (DSSM_MAX_ALLOC_BYTES, default 80% of the device's memory).
 
     Example (an S4D-Lin generating function at the bilinear transform of roots of unity):
         >>> import math, torch, dssm_kernels as dk
@@ -149,6 +165,7 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
     """
     device = _validate(v, z, w)
     backend = resolve_backend(OP, backend, device, has_cpp=True)
+    ck.check_allocations(OP, device, _allocations(backend, v, z, w))
     if backend == "reference":
         return cauchy_ref(v, z, w)
     return CauchyFunction.apply(v, z, w, backend)

@@ -14,7 +14,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
 from dssm_kernels.ops.ssm_step import _real_view
 
 OP = "diag_scan"
@@ -49,7 +49,7 @@ def _config(N: int, L: int, device: torch.device) -> dict:
 
 def _grid(B: int, N: int, L: int, device: torch.device):
     cfg = _config(N, L, device)
-    return (B, -(-N // cfg["BLOCK_N"])), -(-L // cfg["BLOCK_T"]), cfg
+    return grid(OP, B * -(-N // cfg["BLOCK_N"])), -(-L // cfg["BLOCK_T"]), cfg
 
 
 def launch_fwd(v, dA, state, backend: str = "triton"):
@@ -60,9 +60,9 @@ def launch_fwd(v, dA, state, backend: str = "triton"):
     xs = new_output((B, L, N), dtype=v.dtype, device=v.device)
     last = new_output((B, N), dtype=v.dtype, device=v.device)
     if B > 0:
-        grid, n_chunks, cfg = _grid(B, N, L, v.device)
+        programs, n_chunks, cfg = _grid(B, N, L, v.device)
         last_r = torch.view_as_real(last)
-        triton_module("diag_scan").diag_scan_fwd_kernel[grid](
+        triton_module("diag_scan").diag_scan_fwd_kernel[programs](
             torch.view_as_real(v), torch.view_as_real(dA), _real_view(state, last_r),
             torch.view_as_real(xs), last_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
             HAS_STATE=state is not None, **cfg)
@@ -81,9 +81,9 @@ def launch_bwd(dA, state, xs, g_xs, g_last, need_gv: bool, need_gdA: bool, backe
         gdA = new_output((B, N), dtype=dt, device=dev) if need_gdA else None
         gstate = new_output((B, N), dtype=dt, device=dev)
         if B > 0:
-            grid, n_chunks, cfg = _grid(B, N, L, dev)
+            programs, n_chunks, cfg = _grid(B, N, L, dev)
             gstate_r = torch.view_as_real(gstate)
-            triton_module("diag_scan").diag_scan_bwd_kernel[grid](
+            triton_module("diag_scan").diag_scan_bwd_kernel[programs](
                 torch.view_as_real(dA), _real_view(state, gstate_r), torch.view_as_real(xs),
                 _real_view(g_xs, gstate_r), _real_view(g_last, gstate_r), _real_view(gv, gstate_r),
                 _real_view(gdA, gstate_r), gstate_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
@@ -149,6 +149,12 @@ def _validate(v, dA, state) -> torch.device:
     return ck.check_same_device(OP, names, tensors)
 
 
+def _allocations(backend: str, v) -> list:
+    what = ("the states, the products behind them and their gradients" if backend == "reference"
+            else "v (contiguous), xs and their gradients")
+    return [ck.Alloc(what, tuple(v.shape), v.dtype, 4)]
+
+
 def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = None, *, backend: str = "auto"):
     """x_t = dA * x_{t-1} + v_t  (x_{-1} = state, or 0),  t = 0 .. L-1: every state of the recurrence.
 
@@ -159,8 +165,13 @@ def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = No
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
         (xs complex (B, L, N) with xs[:, t] = x_t, last_state complex (B, N) = x_{L-1}; for L = 0,
-        state or zeros). Differentiable in v, dA and state. The backward reads the states back from
-        xs (the output itself, which autograd keeps), so it needs no extra (B, L, N) memory.
+        state or zeros). Differentiable in v, dA and state (first derivatives; backend="reference"
+        also differentiates twice). The backward reads the states back from xs (the output itself,
+        which autograd keeps), so it needs no extra (B, L, N) memory.
+
+    Sizes: the call raises ValueError when v (made contiguous), xs and their gradients, four
+    (B, L, N) tensors, exceed the allocation limit (DSSM_MAX_ALLOC_BYTES, default 80% of the
+    device's memory).
 
     Example (the scan of an S5 layer, run over a sequence in two halves):
         >>> import torch, dssm_kernels as dk
@@ -179,6 +190,7 @@ def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = No
     """
     device = _validate(v, dA, state)
     backend = resolve_backend(OP, backend, device, has_cpp=True)
+    ck.check_allocations(OP, device, _allocations(backend, v))
     if backend == "reference":
         return diag_scan_ref(v, dA, state)
     return DiagScanFunction.apply(v, dA, state, backend)

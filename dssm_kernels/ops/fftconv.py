@@ -13,7 +13,7 @@ import torch
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
 
 OP = "fftconv"
 U_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -71,7 +71,7 @@ def launch_spectral_products(a: torch.Tensor, K: torch.Tensor | None, u_hat: tor
     # absent operands get `a` as a stand-in pointer: their constexpr branch never touches it
     views = [torch.view_as_real(t) if t is not None else ar for t in (K, u_hat, out, acc)]
     kern = triton_module("fftconv").spectral_products_kernel
-    kern[(H, -(-F // block_f))](ar, *views, B, H, F, CONJ=conj, WITH_OUT=K is not None,
+    kern[grid(OP, H * -(-F // block_f))](ar, *views, B, H, F, CONJ=conj, WITH_OUT=K is not None,
                                 WITH_SUM=u_hat is not None, BLOCK_F=block_f)
     return out, acc
 
@@ -90,7 +90,7 @@ def launch_epilogue(z: torch.Tensor, n_valid: int, L_out: int, out_dtype: torch.
     has_d = D is not None
     block_l = pow2_block(L_out, 16, 4096 if interpreted(z.device) else 512)
     kern = triton_module("fftconv").epilogue_kernel
-    kern[(R, -(-L_out // block_l))](z, x if has_d else z, D if has_d else z, out, H, n, n_valid, L_out,
+    kern[grid(OP, R * -(-L_out // block_l))](z, x if has_d else z, D if has_d else z, out, H, n, n_valid, L_out,
                                     HAS_D=has_d, BLOCK_L=block_l)
     return out
 
@@ -165,6 +165,18 @@ def _validate(u, k, D):
     return ck.check_same_device(OP, names, tensors)
 
 
+def _allocations(u, k) -> list:
+    """The same for both backends: the FFTs and spectral products are torch's or Triton's alike."""
+    cd = compute_dtype(u, k)
+    B, H, L = u.shape
+    n = fft_length(L)
+    spectrum = (torch.complex128 if cd == torch.float64 else torch.complex64)
+    return [ck.Alloc("the spectra of u and of the output gradient, and their products", (B, H, n // 2 + 1), spectrum, 3),
+            ck.Alloc("the spectrum of k and its gradient", (H, n // 2 + 1), spectrum, 2),
+            ck.Alloc("the inverse FFTs", (B, H, n), cd, 2),
+            ck.Alloc("u in the compute dtype, the output and its gradient", (B, H, L), cd, 3)]
+
+
 def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, *,
             backend: str = "auto") -> torch.Tensor:
     """y[b, h, t] = sum_{s <= t} k[h, s] * u[b, h, t - s]  +  D[h] * u[b, h, t].
@@ -176,7 +188,11 @@ def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, *,
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
         (B, H, L) in the dtype of u, computed in float32 (float64 if u or k is float64).
-        Differentiable in u, k and D.
+        Differentiable in u, k and D (first derivatives; backend="reference" also differentiates twice).
+
+    Sizes: the call raises ValueError when what it allocates (spectra of length n // 2 + 1 and inverse
+    FFTs of length n = fft_length(L) per row, the output and gradients) exceeds the allocation limit
+    (DSSM_MAX_ALLOC_BYTES, default 80% of the device's memory).
 
     Example (an impulse returns the kernel, plus D at t = 0):
         >>> import torch, dssm_kernels as dk
@@ -186,6 +202,8 @@ def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, *,
         True
     """
     device = _validate(u, k, D)
-    if resolve_backend(OP, backend, device) == "reference":
+    backend = resolve_backend(OP, backend, device)
+    ck.check_allocations(OP, device, _allocations(u, k))
+    if backend == "reference":
         return fftconv_ref(u, k, D)
     return FFTConvFunction.apply(u, k, D)

@@ -13,7 +13,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
 from dssm_kernels.ops.ssm_step import _real_view, ssm_step_ref, validate_params
 
 OP = "ssm_scan"
@@ -64,7 +64,7 @@ def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool, backend: str
     ckpt = new_output((B, H, n_chunks, N), dtype=dA.dtype, device=u.device) if save_checkpoints else None
     if B * H > 0:
         last_r = torch.view_as_real(last)
-        triton_module("ssm_scan").ssm_scan_fwd_kernel[(B * H,)](
+        triton_module("ssm_scan").ssm_scan_fwd_kernel[grid(OP, B * H)](
             u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
             u if D is None else D, _real_view(state, last_r), y, last_r, _real_view(ckpt, last_r),
             H, N, L, n_chunks, HAS_D=D is not None, HAS_STATE=state is not None,
@@ -85,7 +85,7 @@ def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last, backend: str = "trit
     gD = new_output((B, H), dtype=u.dtype, device=dev)
     if B * H > 0:
         views = [torch.view_as_real(t) for t in (gstate, gdA, gdB, gC)]
-        triton_module("ssm_scan").ssm_scan_bwd_kernel[(B * H,)](
+        triton_module("ssm_scan").ssm_scan_bwd_kernel[grid(OP, B * H)](
             u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
             u if D is None else D, torch.view_as_real(ckpt), gy, _real_view(g_last, views[0]),
             gu, *views, gD, H, N, L, ckpt.shape[2],
@@ -144,6 +144,19 @@ def _validate(u, dA, dB, C, D, state):
     return device
 
 
+def _allocations(backend: str, u, dA) -> list:
+    B, H, L = u.shape
+    N = dA.shape[-1]
+    if backend == "reference":
+        return [ck.Alloc("the reference's state and products, (B, H, N) per step", (L, B, H, N), dA.dtype, 4),
+                ck.Alloc("the output", (B, H, L), u.dtype)]
+    # the state entering every chunk: CPP_CHUNK steps in C++, at least 16 in Triton
+    chunk = CPP_CHUNK if backend == "cpp" else 16
+    return [ck.Alloc("u (contiguous), the output and their gradients", (B, H, L), u.dtype, 4),
+            ck.Alloc("the checkpointed states", (B, H, -(-L // chunk), N), dA.dtype),
+            ck.Alloc("the last state and the per-row gradients", (B, H, N), dA.dtype, 5)]
+
+
 def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tensor,
              D: torch.Tensor | None = None, state: torch.Tensor | None = None, *, backend: str = "auto"):
     """x_t = dA * x_{t-1} + dB * u_t  (x_{-1} = state, or 0),  y_t = 2 * Re( sum_n C * x_t ) + D * u_t.
@@ -155,7 +168,12 @@ def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tenso
         state: complex (B, H, N) state before the first step, or None for zero.
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
-        (y real (B, H, L), last_state complex (B, H, N)). Differentiable in u, dA, dB, C, D, state.
+        (y real (B, H, L), last_state complex (B, H, N)). Differentiable in u, dA, dB, C, D, state
+        (first derivatives; backend="reference" also differentiates twice).
+
+    Sizes: the call raises ValueError when what it allocates (u, y and their gradients, one state per
+    chunk of the sequence, the per-row gradients; for the reference four (B, H, N) states per step)
+    exceeds the allocation limit (DSSM_MAX_ALLOC_BYTES, default 80% of the device's memory).
 
     Example (an S4D-Lin layer, ZOH with B = 1, run over a sequence in two halves):
         >>> import torch, dssm_kernels as dk
@@ -173,6 +191,7 @@ def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tenso
     """
     device = _validate(u, dA, dB, C, D, state)
     backend = resolve_backend(OP, backend, device, has_cpp=True)
+    ck.check_allocations(OP, device, _allocations(backend, u, dA))
     if backend == "reference":
         return ssm_scan_ref(u, dA, dB, C, D, state)
     return SsmScanFunction.apply(u, dA, dB, C, D, state, backend)

@@ -13,7 +13,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
 
 OP = "ssm_step"
 
@@ -56,7 +56,7 @@ def launch_step_fwd(u, state, dA, dB, C, D, backend: str = "triton"):
         return y, new
     block_r, block_n = _step_blocks(N, u.device)
     new_r = torch.view_as_real(new)
-    triton_module("ssm_step").ssm_step_fwd_kernel[(-(-R // block_r),)](
+    triton_module("ssm_step").ssm_step_fwd_kernel[grid(OP, -(-R // block_r))](
         u, _real_view(state, new_r), torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
         u if D is None else D, y, new_r, R, H, N,
         HAS_D=D is not None, HAS_STATE=state is not None, BLOCK_R=block_r, BLOCK_N=block_n)
@@ -80,7 +80,7 @@ def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, backend: str = "triton"):
     if R > 0:
         block_r, block_n = _step_blocks(N, dev)
         dummy = torch.view_as_real(gdB)
-        triton_module("ssm_step").ssm_step_bwd_kernel[(-(-R // block_r),)](
+        triton_module("ssm_step").ssm_step_bwd_kernel[grid(OP, -(-R // block_r))](
             u, _real_view(state, dummy), torch.view_as_real(dA), torch.view_as_real(dB),
             torch.view_as_real(C), u if D is None else D, gy, _real_view(g_new, dummy),
             gu, _real_view(gstate, dummy), _real_view(gdA, dummy), dummy, torch.view_as_real(gC),
@@ -168,6 +168,11 @@ def _validate(u, state, dA, dB, C, D):
     return validate_params(OP, u, tuple(u.shape), dA, dB, C, D, state)
 
 
+def _allocations(u, dA) -> list:
+    """Kernels and reference alike: the new state, the products behind it and the gradients."""
+    return [ck.Alloc("the new state and (B, H, N) products or gradients", (*u.shape, dA.shape[-1]), dA.dtype, 5)]
+
+
 def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: torch.Tensor,
              C: torch.Tensor, D: torch.Tensor | None = None, *, backend: str = "auto"):
     """One step: new_state = dA * state + dB * u,  y = 2 * Re( sum_n C * new_state ) + D * u.
@@ -179,7 +184,11 @@ def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: 
         D: real (H,) feedthrough, or None.
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
-        (y real (B, H), new_state complex (B, H, N)). Differentiable in u, state, dA, dB, C, D.
+        (y real (B, H), new_state complex (B, H, N)). Differentiable in u, state, dA, dB, C, D
+        (first derivatives; backend="reference" also differentiates twice).
+
+    Sizes: the call raises ValueError when the new state and its gradients (B, H, N) exceed the
+    allocation limit (DSSM_MAX_ALLOC_BYTES, default 80% of the device's memory).
 
     Example (decode a sequence one step at a time):
         >>> import torch, dssm_kernels as dk
@@ -195,6 +204,7 @@ def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: 
     """
     device = _validate(u, state, dA, dB, C, D)
     backend = resolve_backend(OP, backend, device, has_cpp=True)
+    ck.check_allocations(OP, device, _allocations(u, dA))
     if backend == "reference":
         return ssm_step_ref(u, state, dA, dB, C, D)
     if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, state, dA, dB, C, D))):

@@ -12,7 +12,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
 
 OP = "vandermonde"
 
@@ -36,7 +36,7 @@ def launch_vandermonde_rows(c: torch.Tensor, x: torch.Tensor, L: int, scale: flo
     block_n = pow2_block(N, 16, 64 if interp else 16)
     block_l = pow2_block(L, 16, 1024 if interp else 128)
     kern = triton_module("vandermonde").vandermonde_rows_kernel
-    kern[(R, -(-L // block_l))](torch.view_as_real(c), torch.view_as_real(x), out, N, L, scale,
+    kern[grid(OP, R * -(-L // block_l))](torch.view_as_real(c), torch.view_as_real(x), out, N, L, scale,
                                 REVERSE=reverse, BLOCK_N=block_n, BLOCK_L=block_l)
     return out
 
@@ -58,7 +58,7 @@ def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deri
     block_n = pow2_block(N, 16, 64 if interp else 32)
     block_l = pow2_block(L, 16, 512 if interp else 64)
     kern = triton_module("vandermonde").power_sums_kernel
-    kern[(R, -(-N // block_n))](w, torch.view_as_real(x), torch.view_as_real(s), torch.view_as_real(ds),
+    kern[grid(OP, R * -(-N // block_n))](w, torch.view_as_real(x), torch.view_as_real(s), torch.view_as_real(ds),
                                 N, L, REVERSE=reverse, WITH_DERIV=with_deriv,
                                 BLOCK_N=block_n, BLOCK_L=block_l)
     return s, (ds if with_deriv else None)
@@ -111,6 +111,16 @@ def _validate(v, x, L):
     return ck.check_same_device(OP, ("v", "x"), (v, x))
 
 
+def _allocations(backend: str, v, x, L) -> list:
+    shape = torch.broadcast_shapes(v.shape, x.shape)
+    real = ck.real_dtype_of(x.dtype)
+    if backend == "reference":
+        return [ck.Alloc("exp(x l) and v exp(x l), (..., N, L) each", (*shape, L), x.dtype, 2),
+                ck.Alloc("the output", (*shape[:-1], L), real)]
+    return [ck.Alloc("the output and its gradient", (*shape[:-1], L), real, 2),
+            ck.Alloc("v, x at their broadcast shape, and two power sums", shape, x.dtype, 4)]
+
+
 def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "auto") -> torch.Tensor:
     """K[..., l] = 2 * Re( sum_n v[..., n] * exp(x[..., n] * l) ),  l = 0 .. L-1.
 
@@ -119,7 +129,14 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "aut
         L: number of output steps, >= 1.
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
-        real tensor (..., L) of the matching precision. Differentiable in v and x.
+        real tensor (..., L) of the matching precision. Differentiable in v and x (first derivatives;
+        backend="reference" also differentiates twice).
+
+    A mode with Re x = -inf (dA = 0) contributes exp(x l) = 0 at l >= 1 and NaN at l = 0 (IEEE
+    -inf * 0, as plain torch gives): pass a large negative finite Re x for a mode that dies at once.
+    Sizes: the call raises ValueError when what it allocates (the output, v and x at their broadcast
+    shape, the backward's buffers; for the reference two (..., N, L) complex tensors) exceeds the
+    allocation limit (DSSM_MAX_ALLOC_BYTES, default 80% of the device's memory).
 
     Example (an S4D-Lin kernel):
         >>> import torch, dssm_kernels as dk
@@ -132,6 +149,7 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "aut
     """
     device = _validate(v, x, L)
     backend = resolve_backend(OP, backend, device, has_cpp=True)
+    ck.check_allocations(OP, device, _allocations(backend, v, x, L))
     if backend == "reference":
         return vandermonde_ref(v, x, L)
     return VandermondeFunction.apply(v, x, L, backend)

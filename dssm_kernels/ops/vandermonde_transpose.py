@@ -81,6 +81,16 @@ def _validate(u, v, x):
     return ck.check_same_device(OP, ("u", "v", "x"), (u, v, x))
 
 
+def _allocations(backend: str, u, v, x) -> list:
+    modes = torch.broadcast_shapes(v.shape, x.shape)
+    batch = torch.broadcast_shapes(u.shape[:-1], modes[:-1])
+    L, N = u.shape[-1], modes[-1]
+    if backend == "reference":
+        return [ck.Alloc("exp(x (L-1-l)) and u exp(x (L-1-l)), (..., N, L) each", (*batch, N, L), x.dtype, 2)]
+    return [ck.Alloc("u at the broadcast batch shape, and its gradient", (*batch, L), u.dtype, 2),
+            ck.Alloc("v, x at the broadcast shape, the power sums, the output and a gradient", (*batch, N), x.dtype, 6)]
+
+
 def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
                           backend: str = "auto") -> torch.Tensor:
     """s[..., n] = v[..., n] * sum_l u[..., l] * exp(x[..., n] * (L-1-l)),  L = u.shape[-1].
@@ -90,7 +100,12 @@ def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
         v, x: complex, broadcastable to (..., N).
         backend: "auto" | "reference" | "triton" | "cpp".
     Returns:
-        complex (..., N). Differentiable in u, v and x.
+        complex (..., N). Differentiable in u, v and x (first derivatives; backend="reference" also
+        differentiates twice).
+
+    Sizes: the call raises ValueError when what it allocates (u, v, x at their broadcast shapes, the
+    outputs and gradients; for the reference two (..., N, L) complex tensors) exceeds the allocation
+    limit (DSSM_MAX_ALLOC_BYTES, default 80% of the device's memory).
 
     Example (the state of x_t = exp(dtA) x_{t-1} + u_t after 16 steps):
         >>> import torch, dssm_kernels as dk
@@ -100,6 +115,7 @@ def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
     """
     device = _validate(u, v, x)
     backend = resolve_backend(OP, backend, device, has_cpp=True)
+    ck.check_allocations(OP, device, _allocations(backend, u, v, x))
     if backend == "reference":
         return vandermonde_transpose_ref(u, v, x)
     return VandermondeTransposeFunction.apply(u, v, x, backend)

@@ -1,7 +1,8 @@
 """Triton kernels for cauchy (forward and backward).
 
 Complex tensors arrive as their real views (..., 2): element n of row r is at (r * N + n) * 2 (+1);
-z (L,) is shared by every row. No kernel writes an (N, L) intermediate: each tile of
+z (L,) is shared by every row. The grid is one-dimensional, program = row * blocks + block (a CUDA
+grid's second dimension stops at 65535 blocks), and offsets are 64-bit. No kernel writes an (N, L) intermediate: each tile of
 1 / (z_j - w_n) lives in registers only. With a = z_j - w_n and b = z_j - conj(w_n):
 
   cauchy_rows:  out[r, j] = sum_n v[r, n] / a^P + conj(v[r, n]) / b^P,      P = 1 (forward) or 2
@@ -76,8 +77,9 @@ def _reciprocals(zr, zi, wr, wi, mask):
 @triton.jit
 def cauchy_rows_kernel(v_ptr, w_ptr, z_ptr, out_ptr, N, L,
                        SQUARE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    row = tl.program_id(0)
-    j = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    blocks = tl.cdiv(L, BLOCK_L)
+    row = (tl.program_id(0) // blocks).to(tl.int64)
+    j = (tl.program_id(0) % blocks) * BLOCK_L + tl.arange(0, BLOCK_L)
     j_mask = j < L
     zr = tl.load(z_ptr + j * 2, mask=j_mask, other=0.0)
     zi = tl.load(z_ptr + j * 2 + 1, mask=j_mask, other=0.0)
@@ -107,8 +109,9 @@ def cauchy_rows_kernel(v_ptr, w_ptr, z_ptr, out_ptr, N, L,
 def cauchy_modes_kernel(g_ptr, v_ptr, w_ptr, z_ptr, gv_ptr, gw_ptr, N, L,
                         NEED_V: tl.constexpr, NEED_W: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    row = tl.program_id(0)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    blocks = tl.cdiv(N, BLOCK_N)
+    row = (tl.program_id(0) // blocks).to(tl.int64)
+    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = n < N
     off = (row * N + n) * 2
     wr = tl.load(w_ptr + off, mask=n_mask, other=0.0)

@@ -7,7 +7,8 @@ row b * dA_stride (dA_stride = 0 broadcasts it over the batch); state, last, gra
 per-row dA gradient: complex (B, N). Complex tensors arrive as their real views: element (b, t, n)
 is at ((b * L + t) * N + n) * 2 (+1).
 
-One program per (batch row, block of BLOCK_N modes) walks the sequence in chunks of BLOCK_T steps.
+One program per (batch row, block of BLOCK_N modes), program = b * blocks + block (a one-dimensional
+grid), walks the sequence in chunks of BLOCK_T steps.
 Why chunks and a scan rather than a plain loop over t: a step-by-step loop issues one BLOCK_N-wide
 load per step and waits on it, while a chunk loads a whole (BLOCK_N, BLOCK_T) tile of v at once
 (many loads in flight: the op is memory-bound) and resolves the recurrence inside registers; under
@@ -33,8 +34,9 @@ def _tile_offsets(b, t, n, L, N):
 def diag_scan_fwd_kernel(v_ptr, dA_ptr, state_ptr, xs_ptr, last_ptr, L, N, n_chunks, dA_stride,
                          HAS_STATE: tl.constexpr, NATIVE: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)  # 64-bit: (b * L + t) * N can pass 2^31
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    blocks = tl.cdiv(N, BLOCK_N)
+    b = (tl.program_id(0) // blocks).to(tl.int64)  # 64-bit: (b * L + t) * N can pass 2^31
+    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = n < N
     j = tl.arange(0, BLOCK_T)
     dar, dai = load_complex(dA_ptr, (b * dA_stride + n) * 2, n_mask)
@@ -78,8 +80,9 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
     sum_t lambda_t * conj(x_{t-1}) (NEED_GDA; x_{t-1} read back from xs, x_{-1} = state) and
     grad_state = the final mu = conj(dA) * lambda_0.
     """
-    b = tl.program_id(0).to(tl.int64)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    blocks = tl.cdiv(N, BLOCK_N)
+    b = (tl.program_id(0) // blocks).to(tl.int64)
+    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = n < N
     j = tl.arange(0, BLOCK_T)
     dar, dai = load_complex(dA_ptr, (b * dA_stride + n) * 2, n_mask)

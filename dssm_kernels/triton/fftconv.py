@@ -1,7 +1,8 @@
 """Triton kernels for fftconv (forward and backward); the FFTs themselves stay in torch.fft (cuFFT).
 
 Complex spectra arrive as their real views (..., 2): frequency f of row r is at (r * F + f) * 2 (+1).
-Offsets are computed in int64: B * H * F * 2 passes 2**31 at sizes people train with.
+Offsets are computed in int64: B * H * F * 2 passes 2**31 at sizes people train with. The grids are
+one-dimensional, program = row * blocks + block (a CUDA grid's second dimension stops at 65535).
 
 Two kernels cover both directions:
   spectral_products:  out[b, h, f] = a[b, h, f] * K[h, f]       (or * conj(K[h, f]) when CONJ)
@@ -26,10 +27,11 @@ from dssm_kernels.triton._common import round_to_bf16
 def spectral_products_kernel(a_ptr, k_ptr, u_ptr, out_ptr, acc_ptr, B, H, F,
                              CONJ: tl.constexpr, WITH_OUT: tl.constexpr, WITH_SUM: tl.constexpr,
                              BLOCK_F: tl.constexpr):
-    h = tl.program_id(0)
-    f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
+    blocks = tl.cdiv(F, BLOCK_F)
+    h = (tl.program_id(0) // blocks).to(tl.int64)
+    f = (tl.program_id(0) % blocks) * BLOCK_F + tl.arange(0, BLOCK_F)
     mask = f < F
-    k_off = (h.to(tl.int64) * F + f) * 2
+    k_off = (h * F + f) * 2
     dtype = a_ptr.dtype.element_ty
     if WITH_OUT:
         kr = tl.load(k_ptr + k_off, mask=mask, other=0.0)
@@ -39,7 +41,7 @@ def spectral_products_kernel(a_ptr, k_ptr, u_ptr, out_ptr, acc_ptr, B, H, F,
     sr = tl.zeros([BLOCK_F], dtype=dtype)
     si = tl.zeros([BLOCK_F], dtype=dtype)
     for b in range(0, B):
-        off = ((b * H + h).to(tl.int64) * F + f) * 2
+        off = ((b * H + h) * F + f) * 2
         ar = tl.load(a_ptr + off, mask=mask, other=0.0)
         ai = tl.load(a_ptr + off + 1, mask=mask, other=0.0)
         if WITH_OUT:
@@ -58,8 +60,9 @@ def spectral_products_kernel(a_ptr, k_ptr, u_ptr, out_ptr, acc_ptr, B, H, F,
 @triton.jit
 def epilogue_kernel(z_ptr, x_ptr, d_ptr, out_ptr, H, Z_STRIDE, N_VALID, L_OUT,
                     HAS_D: tl.constexpr, BLOCK_L: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    t = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    blocks = tl.cdiv(L_OUT, BLOCK_L)
+    row = (tl.program_id(0) // blocks).to(tl.int64)
+    t = (tl.program_id(0) % blocks) * BLOCK_L + tl.arange(0, BLOCK_L)
     mask = t < L_OUT
     acc = tl.load(z_ptr + row * Z_STRIDE + t, mask=mask & (t < N_VALID), other=0.0)
     if HAS_D:

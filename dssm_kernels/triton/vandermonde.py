@@ -1,7 +1,9 @@
 """Triton kernels for vandermonde and vandermonde_transpose (forward and backward).
 
 Complex tensors arrive as their real views (..., 2): element n of row r is at (r * N + n) * 2 (+1).
-No kernel writes an (N, L) intermediate: each tile of exp(x * l) lives in registers only.
+No kernel writes an (N, L) intermediate: each tile of exp(x * l) lives in registers only. The grid is
+one-dimensional, program = row * blocks + block (a CUDA grid's second dimension stops at 65535
+blocks), and offsets are 64-bit (R * L and R * N pass 2^31 at sizes a large GPU holds).
 
 Two kernels cover both ops and their backward passes:
   vandermonde_rows:  out[r, l]  = scale * Re( sum_n c[r, n] * exp(x[r, n] * p(l)) )      (fwd; bwd of transpose wrt u)
@@ -18,8 +20,9 @@ from dssm_kernels.triton._common import cexp
 @triton.jit
 def vandermonde_rows_kernel(c_ptr, x_ptr, out_ptr, N, L, scale,
                             REVERSE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    row = tl.program_id(0)
-    l = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+    blocks = tl.cdiv(L, BLOCK_L)
+    row = (tl.program_id(0) // blocks).to(tl.int64)
+    l = (tl.program_id(0) % blocks) * BLOCK_L + tl.arange(0, BLOCK_L)
     l_mask = l < L
     dtype = out_ptr.dtype.element_ty
     if REVERSE:
@@ -45,8 +48,9 @@ def vandermonde_rows_kernel(c_ptr, x_ptr, out_ptr, N, L, scale,
 def power_sums_kernel(w_ptr, x_ptr, s_ptr, ds_ptr, N, L,
                       REVERSE: tl.constexpr, WITH_DERIV: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    row = tl.program_id(0)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    blocks = tl.cdiv(N, BLOCK_N)
+    row = (tl.program_id(0) // blocks).to(tl.int64)
+    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
     n_mask = n < N
     off = (row * N + n) * 2
     xr = tl.load(x_ptr + off, mask=n_mask, other=0.0)
