@@ -29,6 +29,12 @@ def grid(op: str, programs: int) -> tuple[int]:
     return (programs,)
 
 
+def real_view(t: torch.Tensor) -> torch.Tensor:
+    """The (..., 2) real view a Triton kernel reads of a complex tensor. A lazily conjugated tensor
+    (conj bit set, e.g. x.conj()) is materialised first: its memory holds the unconjugated values."""
+    return torch.view_as_real(t.resolve_conj())
+
+
 def pow2_block(n: int, lo: int, hi: int) -> int:
     """The smallest power of two >= n, clamped to [lo, hi]."""
     b = 1 << max(0, (max(1, n) - 1).bit_length())

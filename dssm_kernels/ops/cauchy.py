@@ -14,7 +14,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
 
 OP = "cauchy"
 
@@ -40,8 +40,8 @@ def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square
     block_n = pow2_block(N, 16, 64 if interp else 16)
     block_l = pow2_block(L, 16, 1024 if interp else 128)
     kern = triton_module("cauchy").cauchy_rows_kernel
-    kern[grid(OP, R * -(-L // block_l))](torch.view_as_real(v), torch.view_as_real(w), torch.view_as_real(z),
-                                torch.view_as_real(out), N, L,
+    kern[grid(OP, R * -(-L // block_l))](real_view(v), real_view(w), real_view(z),
+                                real_view(out), N, L,
                                 SQUARE=square, BLOCK_N=block_n, BLOCK_L=block_l)
     return out
 
@@ -66,8 +66,8 @@ def launch_cauchy_modes(g: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: to
     gv_arg = gv if need_v else gw
     gw_arg = gw if need_w else gv
     kern = triton_module("cauchy").cauchy_modes_kernel
-    kern[grid(OP, R * -(-N // block_n))](torch.view_as_real(g), torch.view_as_real(v), torch.view_as_real(w),
-                                torch.view_as_real(z), torch.view_as_real(gv_arg), torch.view_as_real(gw_arg),
+    kern[grid(OP, R * -(-N // block_n))](real_view(g), real_view(v), real_view(w),
+                                real_view(z), real_view(gv_arg), real_view(gw_arg),
                                 N, L, NEED_V=need_v, NEED_W=need_w, BLOCK_N=block_n, BLOCK_L=block_l)
     return gv, gw
 

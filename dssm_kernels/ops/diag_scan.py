@@ -14,7 +14,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
 from dssm_kernels.ops.ssm_step import _real_view
 
 OP = "diag_scan"
@@ -61,10 +61,10 @@ def launch_fwd(v, dA, state, backend: str = "triton"):
     last = new_output((B, N), dtype=v.dtype, device=v.device)
     if B > 0:
         programs, n_chunks, cfg = _grid(B, N, L, v.device)
-        last_r = torch.view_as_real(last)
+        last_r = real_view(last)
         triton_module("diag_scan").diag_scan_fwd_kernel[programs](
-            torch.view_as_real(v), torch.view_as_real(dA), _real_view(state, last_r),
-            torch.view_as_real(xs), last_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
+            real_view(v), real_view(dA), _real_view(state, last_r),
+            real_view(xs), last_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
             HAS_STATE=state is not None, **cfg)
     return xs, last
 
@@ -82,9 +82,9 @@ def launch_bwd(dA, state, xs, g_xs, g_last, need_gv: bool, need_gdA: bool, backe
         gstate = new_output((B, N), dtype=dt, device=dev)
         if B > 0:
             programs, n_chunks, cfg = _grid(B, N, L, dev)
-            gstate_r = torch.view_as_real(gstate)
+            gstate_r = real_view(gstate)
             triton_module("diag_scan").diag_scan_bwd_kernel[programs](
-                torch.view_as_real(dA), _real_view(state, gstate_r), torch.view_as_real(xs),
+                real_view(dA), _real_view(state, gstate_r), real_view(xs),
                 _real_view(g_xs, gstate_r), _real_view(g_last, gstate_r), _real_view(gv, gstate_r),
                 _real_view(gdA, gstate_r), gstate_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
                 HAS_STATE=state is not None, HAS_GXS=g_xs is not None, HAS_GLAST=g_last is not None,

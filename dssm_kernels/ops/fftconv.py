@@ -13,7 +13,7 @@ import torch
 
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
 
 OP = "fftconv"
 U_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -67,9 +67,9 @@ def launch_spectral_products(a: torch.Tensor, K: torch.Tensor | None, u_hat: tor
     if B == 0 or H == 0:
         return out, (acc.zero_() if acc is not None else None)
     block_f = pow2_block(F, 16, 4096 if interpreted(a.device) else 256)
-    ar = torch.view_as_real(a)
+    ar = real_view(a)
     # absent operands get `a` as a stand-in pointer: their constexpr branch never touches it
-    views = [torch.view_as_real(t) if t is not None else ar for t in (K, u_hat, out, acc)]
+    views = [real_view(t) if t is not None else ar for t in (K, u_hat, out, acc)]
     kern = triton_module("fftconv").spectral_products_kernel
     kern[grid(OP, H * -(-F // block_f))](ar, *views, B, H, F, CONJ=conj, WITH_OUT=K is not None,
                                 WITH_SUM=u_hat is not None, BLOCK_F=block_f)

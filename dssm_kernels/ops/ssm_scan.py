@@ -13,7 +13,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
 from dssm_kernels.ops.ssm_step import _real_view, ssm_step_ref, validate_params
 
 OP = "ssm_scan"
@@ -63,9 +63,9 @@ def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool, backend: str
     last = new_output((B, H, N), dtype=dA.dtype, device=u.device)
     ckpt = new_output((B, H, n_chunks, N), dtype=dA.dtype, device=u.device) if save_checkpoints else None
     if B * H > 0:
-        last_r = torch.view_as_real(last)
+        last_r = real_view(last)
         triton_module("ssm_scan").ssm_scan_fwd_kernel[grid(OP, B * H)](
-            u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
+            u, real_view(dA), real_view(dB), real_view(C),
             u if D is None else D, _real_view(state, last_r), y, last_r, _real_view(ckpt, last_r),
             H, N, L, n_chunks, HAS_D=D is not None, HAS_STATE=state is not None,
             SAVE_CKPT=save_checkpoints, **cfg)
@@ -84,10 +84,10 @@ def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last, backend: str = "trit
     gstate, gdA, gdB, gC = (new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(4))
     gD = new_output((B, H), dtype=u.dtype, device=dev)
     if B * H > 0:
-        views = [torch.view_as_real(t) for t in (gstate, gdA, gdB, gC)]
+        views = [real_view(t) for t in (gstate, gdA, gdB, gC)]
         triton_module("ssm_scan").ssm_scan_bwd_kernel[grid(OP, B * H)](
-            u, torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
-            u if D is None else D, torch.view_as_real(ckpt), gy, _real_view(g_last, views[0]),
+            u, real_view(dA), real_view(dB), real_view(C),
+            u if D is None else D, real_view(ckpt), gy, _real_view(g_last, views[0]),
             gu, *views, gD, H, N, L, ckpt.shape[2],
             HAS_D=D is not None, HAS_GLAST=g_last is not None, **cfg)
     return gu, gstate, gdA, gdB, gC, gD

@@ -13,7 +13,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
 
 OP = "ssm_step"
 
@@ -32,7 +32,7 @@ def ssm_step_ref(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, 
 
 def _real_view(t: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
     """The real view a kernel reads, or `fallback` for an absent input (its constexpr flag is off)."""
-    return fallback if t is None else torch.view_as_real(t)
+    return fallback if t is None else real_view(t)
 
 
 def _step_blocks(N: int, device: torch.device):
@@ -55,9 +55,9 @@ def launch_step_fwd(u, state, dA, dB, C, D, backend: str = "triton"):
     if R == 0:
         return y, new
     block_r, block_n = _step_blocks(N, u.device)
-    new_r = torch.view_as_real(new)
+    new_r = real_view(new)
     triton_module("ssm_step").ssm_step_fwd_kernel[grid(OP, -(-R // block_r))](
-        u, _real_view(state, new_r), torch.view_as_real(dA), torch.view_as_real(dB), torch.view_as_real(C),
+        u, _real_view(state, new_r), real_view(dA), real_view(dB), real_view(C),
         u if D is None else D, y, new_r, R, H, N,
         HAS_D=D is not None, HAS_STATE=state is not None, BLOCK_R=block_r, BLOCK_N=block_n)
     return y, new
@@ -79,11 +79,11 @@ def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, backend: str = "triton"):
     R = B * H
     if R > 0:
         block_r, block_n = _step_blocks(N, dev)
-        dummy = torch.view_as_real(gdB)
+        dummy = real_view(gdB)
         triton_module("ssm_step").ssm_step_bwd_kernel[grid(OP, -(-R // block_r))](
-            u, _real_view(state, dummy), torch.view_as_real(dA), torch.view_as_real(dB),
-            torch.view_as_real(C), u if D is None else D, gy, _real_view(g_new, dummy),
-            gu, _real_view(gstate, dummy), _real_view(gdA, dummy), dummy, torch.view_as_real(gC),
+            u, _real_view(state, dummy), real_view(dA), real_view(dB),
+            real_view(C), u if D is None else D, gy, _real_view(g_new, dummy),
+            gu, _real_view(gstate, dummy), _real_view(gdA, dummy), dummy, real_view(gC),
             R, H, N, HAS_D=D is not None, HAS_STATE=state is not None, HAS_GNEW=g_new is not None,
             BLOCK_R=block_r, BLOCK_N=block_n)
     return gu, gstate, gdA, gdB, gC

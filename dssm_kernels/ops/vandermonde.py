@@ -12,7 +12,7 @@ import torch
 from dssm_kernels._backend import resolve_backend, triton_module
 from dssm_kernels.ops import _checks as ck
 from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block
+from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
 
 OP = "vandermonde"
 
@@ -36,7 +36,7 @@ def launch_vandermonde_rows(c: torch.Tensor, x: torch.Tensor, L: int, scale: flo
     block_n = pow2_block(N, 16, 64 if interp else 16)
     block_l = pow2_block(L, 16, 1024 if interp else 128)
     kern = triton_module("vandermonde").vandermonde_rows_kernel
-    kern[grid(OP, R * -(-L // block_l))](torch.view_as_real(c), torch.view_as_real(x), out, N, L, scale,
+    kern[grid(OP, R * -(-L // block_l))](real_view(c), real_view(x), out, N, L, scale,
                                 REVERSE=reverse, BLOCK_N=block_n, BLOCK_L=block_l)
     return out
 
@@ -58,7 +58,7 @@ def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deri
     block_n = pow2_block(N, 16, 64 if interp else 32)
     block_l = pow2_block(L, 16, 512 if interp else 64)
     kern = triton_module("vandermonde").power_sums_kernel
-    kern[grid(OP, R * -(-N // block_n))](w, torch.view_as_real(x), torch.view_as_real(s), torch.view_as_real(ds),
+    kern[grid(OP, R * -(-N // block_n))](w, real_view(x), real_view(s), real_view(ds),
                                 N, L, REVERSE=reverse, WITH_DERIV=with_deriv,
                                 BLOCK_N=block_n, BLOCK_L=block_l)
     return s, (ds if with_deriv else None)
