@@ -5,6 +5,9 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# No op call in the tests may allocate more than 4 GiB (the ops check before allocating): a drawn or
+# mistaken size fails the test instead of swapping out a shared CI machine.
+os.environ.setdefault("DSSM_MAX_ALLOC_BYTES", str(4 * 2**30))
 
 import pytest  # noqa: E402
 
