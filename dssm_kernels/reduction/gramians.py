@@ -18,10 +18,24 @@ small sigmas come out ~sqrt(eps) sigma_1 wrong. Instead the factors are computed
     of P after pivot k is again Cauchy-like on the same nodes, with g_i <- g_i (x_i - x_k) / (x_i + conj x_k)
     (continuous) or g_i (x_i - x_k) / (1 - x_i conj x_k) (discrete), so every entry of the factor is
     computed from differences of nodes, to a few ulps relative, however small (exact zeros for the
-    twin of a real pole);
-  - finite horizon: P = Z Z* with Z the sampled trajectories g x^k (k < L) or sqrt(w_m) g exp(x t_m)
-    at Gauss-Legendre nodes on [0, T] (panels short enough that the rule is exact to rounding), and
-    Lp = R* from a QR of Z* (backward stable in Z, so sigma is accurate to eps ||Lq|| ||Lp||).
+    twin of a real pole); the discrete 1 - x_i conj x_k come from log_ratio (below), not from the
+    rounded product, which near |x| = 1 would keep only eps / |1 - x_i conj x_k| of them;
+  - finite horizon: square-root doubling. With E_a = exp(l a) the propagator over a steps / a time
+    (l = log x discrete, l = x continuous), P over a + b is P_a + E_a P_b E_a*, so a factor of P_(a+b)
+    is [F_a, E_a F_b], compressed back to n columns by a QR of its conjugate transpose (Lp = R*,
+    backward stable). Discrete: the bits of L from the top (P_2m from P_m, P_(m+1) from P_m and g);
+    continuous: Gauss-Legendre on one panel [0, h] with max|x| h <= 4 (exact to rounding), h = T / 2^k,
+    then k doublings. O(n^3 log T) whatever the horizon (L = 10**15 takes ~100 small QRs), nothing of
+    size T is formed, and sigma stays accurate to eps ||Lq|| ||Lp|| (times ~log T QR steps).
+    E_a is computed as exp(a l) from the per-pole logarithm: its relative error ~eps (1 + |a l|) is
+    what perturbing x by an ulp does to x^a (the conditioning of the data), nothing more. A horizon
+    that every mode has outlived (|x|^T <= sqrt(eps)) gives the infinite-horizon Gramian to within
+    eps per entry, and takes the infinite-horizon factor.
+
+The closed-form weights W (discrete) use the same per-pole logarithms: log(x_i conj x_j) =
+log x_i + conj(log x_j) (imaginary part wrapped to (-pi, pi]), W = -1 / expm1(log q) or
+expm1(L log q) / expm1(log q), so a nearly marginal pair (x_i conj x_j within 1e-13 of 1) keeps its
+digits, where the rounded product q would keep only eps / |1 - q| of them.
 """
 from __future__ import annotations
 
@@ -36,26 +50,30 @@ from dssm_kernels.reduction.system import DiagonalSystem, StdForm
 
 DEFAULT_STEPS = 1024          # finite horizon used for unstable discrete systems given no horizon
 DEFAULT_TIME = 10.0           # ... and for unstable continuous ones
-_GL_NODES = 20                # Gauss-Legendre nodes per panel; panels have max|x| * length <= 4
-_MAX_NODES = 1 << 20          # beyond this the continuous finite-horizon factor is taken from eigh
-_CHUNK = 4096                 # columns of Z per QR update
+_GL_NODES = 20                # Gauss-Legendre nodes on the base panel, which has max|x| * length <= 4
+_MAX_HORIZON = 1e300          # beyond this a horizon (steps or time) no longer converts to a float safely
 
 
 # ------------------------------------------------------------------------------------- horizon
 def check_horizon(who: str, discrete: bool, horizon):
-    """None, an int L >= 1 (discrete) or a float T > 0 (continuous); TypeError/ValueError otherwise."""
+    """None, an int L >= 1 (discrete) or a float T > 0 (continuous; an int is taken as a time);
+    TypeError/ValueError naming `horizon` otherwise (bools are refused: True is not a horizon)."""
     if horizon is None:
         return None
     if discrete:
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-            raise TypeError(f"{who}: horizon of a discrete system must be an int number of steps, got {horizon!r}")
+            raise TypeError(f"{who}: horizon of a discrete system must be an int number of steps, got {horizon!r} "
+                            f"({type(horizon).__name__})")
         if horizon < 1:
             raise ValueError(f"{who}: horizon must be >= 1 step, got {horizon}")
+        if horizon > _MAX_HORIZON:
+            raise ValueError(f"{who}: horizon must be <= {_MAX_HORIZON:g} steps, got ~1e{int(math.log10(horizon))}")
         return int(horizon)
     if isinstance(horizon, bool) or not isinstance(horizon, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{who}: horizon of a continuous system must be a float time T, got {horizon!r}")
-    if not (math.isfinite(horizon) and horizon > 0):
-        raise ValueError(f"{who}: horizon must be a finite time T > 0, got {horizon}")
+        raise TypeError(f"{who}: horizon of a continuous system must be a float time T, got {horizon!r} "
+                        f"({type(horizon).__name__})")
+    if not (horizon > 0 and horizon <= _MAX_HORIZON):   # also refuses NaN
+        raise ValueError(f"{who}: horizon must be a finite time T > 0 (at most {_MAX_HORIZON:g}), got {horizon}")
     return float(horizon)
 
 
@@ -76,34 +94,64 @@ def _as_t(x):
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.complex128))
 
 
-def weight(xi, xj, discrete: bool, horizon=None) -> torch.Tensor:
+def log_ratio(xi, xj):
+    """log(x_i conj x_j) from the per-pole logarithms, imaginary part wrapped to (-pi, pi] (torch,
+    differentiable, or numpy; x = 0 gives real part -inf). Each log x is accurate to ulps relative,
+    also for |x| within 1e-15 of 1, so a nearly marginal pair keeps its decay rate: 1 - x_i conj x_j =
+    -expm1(log_ratio) keeps its digits, where forming the product first would leave an absolute error
+    eps, i.e. a relative one of eps / |1 - x_i conj x_j| (1e-7 for |x|^2 = 1 - 2e-9)."""
+    if isinstance(xi, torch.Tensor):
+        li, lj = torch.log(xi), torch.log(xj)
+        d = li.imag - lj.imag
+        return torch.complex(li.real + lj.real, d - (2 * math.pi) * torch.round(d / (2 * math.pi)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        li, lj = np.log(np.asarray(xi, np.complex128)), np.log(np.asarray(xj, np.complex128))
+    d = li.imag - lj.imag
+    return (li.real + lj.real) + 1j * (d - 2 * np.pi * np.round(d / (2 * np.pi)))
+
+
+def weight(xi, xj, discrete: bool, horizon=None, who: str = "gramians") -> torch.Tensor:
     """W(x_i, x_j) of the module docstring, broadcasting xi against xj (torch, complex128, differentiable).
 
-    horizon may be 0 (an empty sum: W = 0). The finite forms go through expm1 (accurate to ulps for
-    complex arguments near 0), so they stay accurate for nearly marginal modes."""
+    horizon may be 0 (an empty sum: W = 0). The finite forms are ratios of expm1 (accurate to ulps for
+    complex arguments near 0) of log_ratio, so they stay accurate for nearly marginal modes and cost
+    the same for any horizon. ValueError when the horizon is so long that unstable modes overflow."""
     xi, xj = _as_t(xi), _as_t(xj)
     if discrete:
-        q = xi * xj.conj()
+        # 1 / (1 - q) = -1 / expm1(log q);  sum_{k<L} q^k = expm1(L log q) / expm1(log q);
+        # = L at q = 1, = 1 at q = 0 (L >= 1; x = 0 is masked so that no gradient sees log 0)
+        zero = (xi == 0) | (xj == 0)
+        one_c = torch.ones((), dtype=xi.dtype)
+        lq = log_ratio(torch.where(xi == 0, one_c, xi), torch.where(xj == 0, one_c, xj))
+        unit = lq == 0
+        safe = torch.where(unit, torch.ones_like(lq), lq)
         if horizon is None:
-            return 1 / (1 - q)
-        # sum_{k<L} q^k = expm1(L log q) / expm1(log q); = L at q = 1, = 1 at q = 0 (L >= 1)
-        lq = torch.log(torch.where(q == 0, torch.ones_like(q), q))
-        one = lq == 0
-        safe = torch.where(one, torch.ones_like(lq), lq)
-        out = torch.where(one, torch.full_like(lq, float(horizon)), torch.expm1(horizon * safe) / torch.expm1(safe))
-        return torch.where(q == 0, torch.full_like(q, float(horizon > 0)), out)
-    s = xi + xj.conj()
-    if horizon is None:
-        return -1 / s
-    sT = s * horizon    # (exp(s T) - 1) / s, = T at s = 0
-    zero = sT == 0
-    safe = torch.where(zero, torch.ones_like(sT), sT)
-    return horizon * torch.where(zero, torch.ones_like(sT), torch.expm1(safe) / safe)
+            return torch.where(zero, torch.ones_like(lq), -1 / torch.expm1(safe))
+        L = float(horizon)
+        out = torch.where(unit, torch.full_like(lq, L), torch.expm1(L * safe) / torch.expm1(safe))
+        out = torch.where(zero, torch.full_like(out, float(horizon > 0)), out)
+    else:
+        s = xi + xj.conj()
+        if horizon is None:
+            return -1 / s
+        sT = s * float(horizon)    # (exp(s T) - 1) / s, = T at s = 0
+        zero = sT == 0
+        safe = torch.where(zero, torch.ones_like(sT), sT)
+        out = float(horizon) * torch.where(zero, torch.ones_like(sT), torch.expm1(safe) / safe)
+    _check_finite(who, out, horizon)
+    return out
 
 
-def gram(x, g, discrete: bool, horizon=None) -> np.ndarray:
+def _check_finite(who: str, values, horizon) -> None:
+    finite = torch.isfinite(values).all() if isinstance(values, torch.Tensor) else np.all(np.isfinite(values))
+    if not bool(finite):
+        raise ValueError(f"{who}: horizon={horizon} is too long for the growth of the unstable modes "
+                         "(|x|^horizon overflows float64); give a shorter horizon")
+
+
+def gram(x, g, discrete: bool, horizon=None, who: str = "gramians") -> np.ndarray:
     """g_i conj(g_j) W(x_i, x_j): complex (..., n, n)."""
-    W = weight(x[..., :, None], x[..., None, :], discrete, horizon).numpy()
+    W = weight(x[..., :, None], x[..., None, :], discrete, horizon, who).numpy()
     return g[..., :, None] * np.conj(g[..., None, :]) * W
 
 
@@ -120,6 +168,8 @@ def gramians(sys: DiagonalSystem, horizon=None):
     horizon: None (infinite), an int L (discrete: first L steps) or a float T (continuous: [0, T]).
     For the real realisation of DiagonalSystem.realization() they are T P T*, T Q T* (T = augmented_to_real).
     """
+    if not isinstance(sys, DiagonalSystem):
+        raise TypeError(f"gramians: sys must be a DiagonalSystem, got {type(sys).__name__}")
     horizon = resolve_horizon("gramians", sys, horizon)
     x, g, h = augmented(sys.std)
     return gram(x, g, sys.discrete, horizon), gram(np.conj(x), h, sys.discrete, horizon)
@@ -133,61 +183,85 @@ def cauchy_cholesky(x, g, discrete: bool) -> np.ndarray:
     g = g.astype(np.complex128).copy()
     L = np.zeros((n, n), np.complex128)
     active = np.ones(n, bool)
-    dd = (1 - np.abs(x) ** 2) if discrete else -2 * x.real
+    # the Cauchy denominators 1 - x_i conj x_k (discrete) through log_ratio: no cancellation near |x| = 1
+    dd = -np.expm1(2 * log_ratio(x, 1.0).real) if discrete else -2 * x.real
     for j in range(n):
         piv = np.where(active, np.abs(g) ** 2 / dd, -np.inf)
         k = int(np.argmax(piv))
         if not piv[k] > 0:
             return L[:, :j]
-        den = (1 - x * np.conj(x[k])) if discrete else -(x + np.conj(x[k]))
+        den = -np.expm1(log_ratio(x, x[k])) if discrete else -(x + np.conj(x[k]))
         L[active, j] = (g * np.conj(g[k]) / den)[active] / math.sqrt(piv[k])
         active[k] = False
-        step = (x - x[k]) / ((1 - x * np.conj(x[k])) if discrete else (x + np.conj(x[k])))
+        step = (x - x[k]) / (den if discrete else -den)
         g = np.where(active, g * step, 0)
     return L
 
 
-def _qr_factor(chunks, n: int, who: str) -> np.ndarray:
-    """L (n, k) with L L* = sum over chunks Z Z*, from a running QR of the stacked Z*."""
-    R = np.zeros((0, n), np.complex128)
-    for Z in chunks:
-        if not np.all(np.isfinite(Z)):
-            raise ValueError(f"{who}: the horizon is too long for the growth of the unstable modes "
-                             "(trajectories overflow)")
-        R = np.linalg.qr(np.concatenate([R, Z.conj().T]), mode="r")
-    return R.conj().T
+def _compress(F: np.ndarray) -> np.ndarray:
+    """A factor of F F* with at most n = F.shape[0] columns: R* from the QR of F* (backward stable)."""
+    if F.shape[1] <= F.shape[0]:
+        return F
+    return np.linalg.qr(F.conj().T, mode="r").conj().T
 
 
-def _trajectories(x, g, discrete: bool, horizon):
-    """Column chunks of Z with Z Z* = gram(x, g, horizon) (module docstring)."""
+def _propagator(logx: np.ndarray, zero: np.ndarray, m: int) -> np.ndarray:
+    """x^m = exp(m log x) (0 where x = 0), m >= 1 steps."""
+    return np.where(zero, 0, np.exp(float(m) * logx))
+
+
+def _grow(F: np.ndarray, E: np.ndarray, G: np.ndarray, who: str, horizon) -> np.ndarray:
+    """A factor of F F* + E G G* E* (E diagonal, given as a vector)."""
+    with np.errstate(over="ignore", invalid="ignore"):      # overflow is reported just below
+        Z = np.concatenate([F, E[:, None] * G], 1)
+    _check_finite(who, Z, horizon)
+    return _compress(Z)
+
+
+def finite_gram_factor(x, g, discrete: bool, horizon, who: str = "gramians") -> np.ndarray:
+    """A factor L (n, k <= n) of gram(x, g, horizon) for a finite horizon, by square-root doubling
+    (module docstring): O(n^3 log horizon) time, O(n^2) memory."""
     if discrete:
-        for k0 in range(0, horizon, _CHUNK):
-            yield g[:, None] * x[:, None] ** np.arange(k0, min(horizon, k0 + _CHUNK))
-        return
-    xi, wi = np.polynomial.legendre.leggauss(_GL_NODES)
-    panels = max(1, math.ceil(np.max(np.abs(x)) * horizon / 4))
-    h = horizon / panels
-    per_chunk = max(1, _CHUNK // _GL_NODES)
-    for p0 in range(0, panels, per_chunk):
-        starts = h * np.arange(p0, min(panels, p0 + per_chunk))
-        t = (starts[:, None] + h * (1 + xi) / 2).ravel()
-        w = np.tile(h * wi / 2, len(starts))
-        yield np.sqrt(w) * g[:, None] * np.exp(x[:, None] * t)
+        zero = x == 0
+        logx = np.log(np.where(zero, 1, x))
+        F, m = g[:, None], 1                       # P_1 = g g*
+        for bit in bin(int(horizon))[3:]:          # the bits below the leading one
+            E = _propagator(logx, zero, m)
+            if not np.any(E):                      # every mode has died out: later terms add nothing
+                break
+            F, m = _grow(F, E, F, who, horizon), 2 * m                    # P_2m = P_m + x^m P_m x^m*
+            if bit == "1":
+                F, m = _grow(F, _propagator(logx, zero, m), g[:, None], who, horizon), m + 1   # + x^m g g* x^m*
+        return F
+    scale = float(np.max(np.abs(x), initial=0.0)) * horizon
+    k = 0 if scale <= 4 else math.ceil(math.log2(scale / 4))
+    h = math.ldexp(horizon, -k)                    # T / 2^k exactly: max|x| h <= 4
+    nodes, weights = np.polynomial.legendre.leggauss(_GL_NODES)
+    t = h * (1 + nodes) / 2
+    F = _compress(np.sqrt(h * weights / 2) * g[:, None] * np.exp(x[:, None] * t))
+    _check_finite(who, F, horizon)
+    for j in range(k):                             # P_2a = P_a + exp(x a) P_a exp(x a)*,  a = h 2^j
+        E = np.exp(math.ldexp(h, j) * x)
+        if not np.any(E):
+            break
+        F = _grow(F, E, F, who, horizon)
+    return F
 
 
 def gram_factor(x, g, discrete: bool, horizon=None, who: str = "gramians") -> np.ndarray:
     """A factor L (n, k) of gram(x, g, horizon), computed without forming the Gramian (one system)."""
-    if horizon is None:
+    if horizon is None or _outlived(x, discrete, horizon):
         return cauchy_cholesky(x, g, discrete)
-    if not discrete and np.max(np.abs(x)) * horizon / 4 * _GL_NODES > _MAX_NODES:
-        # far too many oscillations over [0, T] to sample: factor the closed form (sqrt(eps)-accurate tail)
-        warnings.warn(f"{who}: max|lam| T = {np.max(np.abs(x)) * horizon:.3g} is too large to sample; the Gramian "
-                      "factor comes from an eigendecomposition (small Hankel singular values lose accuracy)",
-                      RuntimeWarning, stacklevel=3)
-        w, V = np.linalg.eigh(gram(x, g, discrete, horizon))
-        keep = w > 0
-        return V[:, keep] * np.sqrt(w[keep])
-    return _qr_factor(_trajectories(x, g, discrete, horizon), x.shape[0], who)
+    return finite_gram_factor(x, g, discrete, horizon, who)
+
+
+def _outlived(x, discrete: bool, horizon) -> bool:
+    """True when every mode has decayed below sqrt(eps) by the horizon: then |(x_i conj x_j)^T| <= eps
+    (or |exp((x_i + conj x_j) T)| <= eps), so the finite-horizon Gramian is the infinite one to within
+    eps relative, entry by entry, and the infinite-horizon factor (accurate to ulps) serves."""
+    with np.errstate(divide="ignore"):
+        rate = np.log(np.abs(x)) if discrete else x.real
+    return bool(np.all(rate * float(horizon) <= 0.5 * math.log(np.finfo(np.float64).eps)))
 
 
 def gramian_factors(s: StdForm, horizon=None, who: str = "gramians"):
@@ -201,7 +275,8 @@ def hankel_singular_values(sys: DiagonalSystem, horizon=None) -> np.ndarray:
     """The Hankel singular values of the real system (size 2N): float64 (..., 2N), descending.
 
     horizon: None (infinite-horizon Gramians; systems with unstable modes fall back to a finite
-    horizon with a warning), an int L (discrete: first L steps) or a float T (continuous: [0, T]).
+    horizon with a warning), an int L (discrete: first L steps) or a float T (continuous: [0, T]);
+    the cost grows with log(horizon) at most (module docstring), so 10**15 steps are fine.
     sigma_i = svd(Lq* Lp)_i with the factors of gramian_factors (accurate to ~eps ||Lp|| ||Lq||).
     """
     if not isinstance(sys, DiagonalSystem):

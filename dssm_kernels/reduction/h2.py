@@ -34,6 +34,7 @@ from dssm_kernels.reduction.norms import h2_inner
 from dssm_kernels.reduction.system import DiagonalSystem
 
 INITS = ("bt", "modal")
+_WHO = "h2_reduction"
 
 
 def _aug(p, r):
@@ -46,7 +47,7 @@ class _Objective:
     def __init__(self, full_p, full_r, live, discrete: bool, horizon):
         self.discrete, self.h = discrete, (horizon - 1 if discrete and horizon is not None else horizon)
         self.xf, self.Rf = _aug(torch.as_tensor(full_p), torch.as_tensor(full_r))
-        self.gg = h2_inner(self.xf, self.Rf, self.xf, self.Rf, discrete, self.h).real
+        self.gg = h2_inner(self.xf, self.Rf, self.xf, self.Rf, discrete, self.h, _WHO).real
         self.scale = 1 / torch.clamp(self.gg, min=1e-300)
         self.live = torch.as_tensor(np.concatenate([live, live], -1))   # False for padding: residue 0
 
@@ -57,8 +58,9 @@ class _Objective:
     def residues(self, p):
         """The h2-optimal residues (batch, n) for poles p (module docstring); padding gets 0."""
         x = torch.cat([p, p.conj()], -1)
-        W = weight(x[..., :, None], x[..., None, :], self.discrete, self.h)
-        q = torch.einsum("bi,bij->bj", self.Rf, weight(self.xf[..., :, None], x[..., None, :], self.discrete, self.h))
+        W = weight(x[..., :, None], x[..., None, :], self.discrete, self.h, _WHO)
+        Wf = weight(self.xf[..., :, None], x[..., None, :], self.discrete, self.h, _WHO)
+        q = torch.einsum("bi,bij->bj", self.Rf, Wf)
         live = self.live
         eye = torch.eye(x.shape[-1], dtype=W.dtype)
         W = torch.where(live[:, :, None] & live[:, None, :], W, eye)
@@ -71,8 +73,8 @@ class _Objective:
     def errors(self, p, r):
         """Relative squared errors (batch,) of the reduced systems (p, r)."""
         xr, Rr = _aug(p, r)
-        e = (self.gg - 2 * h2_inner(self.xf, self.Rf, xr, Rr, self.discrete, self.h).real
-             + h2_inner(xr, Rr, xr, Rr, self.discrete, self.h).real)
+        e = (self.gg - 2 * h2_inner(self.xf, self.Rf, xr, Rr, self.discrete, self.h, _WHO).real
+             + h2_inner(xr, Rr, xr, Rr, self.discrete, self.h, _WHO).real)
         return e * self.scale
 
 

@@ -30,7 +30,7 @@ def dominance(s: StdForm, horizon=None) -> np.ndarray:
     x = torch.as_tensor(np.stack([s.p, np.conj(s.p)], -1))
     R = torch.as_tensor(np.stack([s.r, np.conj(s.r)], -1))
     h = horizon - 1 if s.discrete else horizon     # discrete: samples 1 .. L-1 (d is shared by all modes)
-    return np.sqrt(np.maximum(h2_inner(x, R, x, R, s.discrete, h).real.numpy(), 0.0))
+    return np.sqrt(np.maximum(h2_inner(x, R, x, R, s.discrete, h, "modal_truncation").real.numpy(), 0.0))
 
 
 def _select(dom: np.ndarray, real: np.ndarray, rank: int, max_modes: int | None) -> np.ndarray:

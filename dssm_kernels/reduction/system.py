@@ -35,6 +35,8 @@ PAD_LAM = -0.5 + 0.0j
 # A standard pole counts as real when its imaginary part is below this fraction of its modulus
 # (a discrete pole from lam with dt Im lam = pi is real only up to rounding).
 REAL_POLE_RTOL = 64 * np.finfo(np.float64).eps
+KERNEL_CHUNK = 512                 # lags of DiagonalSystem.kernel computed at once
+MAX_KERNEL_SAMPLES = 1 << 28       # DiagonalSystem.kernel's output limit (float64: 2 GiB)
 
 
 def _as_array(name: str, x, *, complex_: bool) -> np.ndarray:
@@ -259,12 +261,23 @@ class DiagonalSystem:
 
     # ----------------------------------------------------------------------------- responses
     def kernel(self, L: int) -> np.ndarray:
-        """Discrete impulse response K (..., L): K[l] = 2 Re(sum_n C dB dA^l) + D [l = 0]."""
+        """Discrete impulse response K (..., L): K[l] = 2 Re(sum_n C dB dA^l) + D [l = 0].
+
+        Built KERNEL_CHUNK lags at a time (no (..., N, L) intermediate); at most MAX_KERNEL_SAMPLES
+        samples in all (norms over longer horizons: reduction.h2_norm, in closed form)."""
         if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
             raise ValueError(f"DiagonalSystem.kernel: L must be an int >= 1, got {L!r}")
+        n_sys = int(np.prod(self.batch_shape))
+        if n_sys * L > MAX_KERNEL_SAMPLES:
+            raise ValueError(f"DiagonalSystem.kernel: L={L} for {n_sys} system(s) is {n_sys * L:.3g} samples, more "
+                             f"than {MAX_KERNEL_SAMPLES:.3g} (2 GiB); for the norm of a long kernel use "
+                             "reduction.h2_norm(sys, horizon=L)")
         dA, dB = self.discretized()
-        pw = dA[..., None] ** np.arange(L)
-        K = 2 * np.einsum("...n,...nl->...l", self.C * dB, pw).real
+        cb = self.C * dB
+        K = np.empty(self.batch_shape + (int(L),))
+        for l0 in range(0, L, KERNEL_CHUNK):
+            pw = dA[..., None] ** np.arange(l0, min(L, l0 + KERNEL_CHUNK))
+            K[..., l0:l0 + pw.shape[-1]] = 2 * np.einsum("...n,...nl->...l", cb, pw).real
         K[..., 0] += self.D
         return K
 
