@@ -232,16 +232,16 @@ def test_bad_layer_specific_arguments():
 def test_bad_input(case):
     m = LAYER_CASES[case](d_model=3, d_state=8)
     name = type(m).__name__
-    with pytest.raises(ValueError, match=rf"{name}: input has 4 channels, the layer d_model=3"):
+    with pytest.raises(ValueError, match=rf"{name}: u has 4 channels, the layer d_model=3"):
         m(torch.randn(2, 10, 4))
-    with pytest.raises(ValueError, match=rf"{name}: input must be \(B, L, H\)"):
+    with pytest.raises(ValueError, match=rf"{name}: u must be \(B, L, H\)"):
         m(torch.randn(10, 3))
-    with pytest.raises(ValueError, match=rf"{name}: step input must be \(B, H=3\), got \(2, 4\)"):
+    with pytest.raises(ValueError, match=rf"{name}.step: u_t must be \(B, H=3\), got \(2, 4\)"):
         m.step(torch.randn(2, 4), m.default_state(2))
     model = SequenceClassifier(3, vocab_size=5, d_model=4, d_state=8)
-    with pytest.raises(TypeError, match=r"SequenceClassifier: token input must be int64/int32 ids, got torch.float32"):
+    with pytest.raises(TypeError, match=r"SequenceClassifier: x must hold int64/int32 token ids, got torch.float32"):
         model(torch.randn(2, 10))
-    with pytest.raises(ValueError, match=r"SequenceClassifier: input must be \(B, L\) token ids, got shape \(2, 10, 1\)"):
+    with pytest.raises(ValueError, match=r"SequenceClassifier: x must be \(B, L\) token ids, got shape \(2, 10, 1\)"):
         model(torch.zeros(2, 10, 1, dtype=torch.long))
 
 

@@ -34,6 +34,40 @@ def check_dtype(cls: str, dtype) -> torch.dtype:
     return dtype
 
 
+def check_real_input(who: str, name: str, t, dtype: torch.dtype, device: torch.device) -> None:
+    """t must be a real floating-point tensor of the module's dtype on its device: TypeError (type,
+    dtype) or ValueError (device) naming `name`, with what was expected and what came. An integer
+    input would be cast silently (S5 once returned zeros for one), a complex one would give a
+    complex output, and a float64 input to a float32 layer a mixed-precision result."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.is_complex() or not t.is_floating_point():
+        raise TypeError(f"{who}: {name} must be a real floating-point tensor of the layer's dtype {dtype}, "
+                        f"got {t.dtype}")
+    if t.dtype != dtype:
+        fix = f"{name}.to({dtype}) or layer.to({t.dtype})" if t.dtype in (torch.float32, torch.float64) else \
+            f"{name}.to({dtype}): layers compute in float32 or float64"
+        raise TypeError(f"{who}: {name} has dtype {t.dtype} but the layer's parameters are {dtype}: convert ({fix})")
+    if t.device != device:
+        raise ValueError(f"{who}: {name} is on {t.device}, the layer's parameters on {device}")
+
+
+def check_state(who: str, state, shape: tuple, dtype: torch.dtype, device: torch.device, name: str = "state") -> None:
+    """A recurrent state must be exactly what default_state(batch) gives for the input's batch (same
+    type, shape, dtype and device): TypeError / ValueError naming `name`. Arithmetic on a state of
+    another shape would broadcast silently ((B, H, 1), a batch of 1, ...)."""
+    if not isinstance(state, torch.Tensor):
+        raise TypeError(f"{who}: {name} must be a torch.Tensor like default_state(batch) (or None for the zero "
+                        f"state), got {type(state).__name__}")
+    if state.dtype != dtype:
+        raise TypeError(f"{who}: {name} must be {dtype} (what default_state gives), got {state.dtype}")
+    if tuple(state.shape) != tuple(shape):
+        hint = f" (as default_state({shape[0]}) gives for the input's batch of {shape[0]})" if shape else ""
+        raise ValueError(f"{who}: {name} must have shape {tuple(shape)}{hint}, got {tuple(state.shape)}")
+    if state.device != device:
+        raise ValueError(f"{who}: {name} is on {state.device}, the layer's parameters on {device}")
+
+
 def complex_dtype(real: torch.dtype) -> torch.dtype:
     return torch.complex64 if real == torch.float32 else torch.complex128
 
@@ -63,7 +97,12 @@ def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | Non
 class SSMLayer(nn.Module, abc.ABC):
     """Base of the layers: H = d_model channels, d_state the real state size (even: N = d_state / 2
     complex modes in conjugate pairs). Subclasses set up their parameters and implement forward on
-    (B, H, L) through `_channels_first` / `_restore`, `default_state` and `step`."""
+    (B, H, L) through `_channels_first` / `_restore`, `_state_shape` and `step`.
+
+    Inputs (forward's u, scan's u, step's u_t) must be real floating-point tensors of the layer's
+    dtype on its device (TypeError / ValueError naming them otherwise). A state passed to step() or
+    scan() must be what default_state(batch) gives for the input's batch; None stands for that zero
+    state everywhere (step(u_t, None) == step(u_t, default_state(B)))."""
 
     def __init__(self, d_model: int, d_state: int, *, transposed: bool, backend: str, dtype, l_max):
         super().__init__()
@@ -86,16 +125,15 @@ class SSMLayer(nn.Module, abc.ABC):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _channels_first(self, u: torch.Tensor) -> torch.Tensor:
-        """u as (B, H, L), checked."""
-        cls = type(self).__name__
-        if not isinstance(u, torch.Tensor):
-            raise TypeError(f"{cls}: input must be a torch.Tensor, got {type(u).__name__}")
+    def _channels_first(self, u: torch.Tensor, who: str | None = None) -> torch.Tensor:
+        """u as (B, H, L), checked (forward's and scan's input)."""
+        who = who or type(self).__name__
+        check_real_input(who, "u", u, self._float, self._device)
         if u.dim() != 3:
-            raise ValueError(f"{cls}: input must be (B, L, H) (or (B, H, L) with transposed=True), got {tuple(u.shape)}")
+            raise ValueError(f"{who}: u must be (B, L, H) (or (B, H, L) with transposed=True), got {tuple(u.shape)}")
         x = u if self.transposed else u.transpose(1, 2)
         if x.shape[1] != self.d_model:
-            raise ValueError(f"{cls}: input has {x.shape[1]} channels, the layer d_model={self.d_model} "
+            raise ValueError(f"{who}: u has {x.shape[1]} channels, the layer d_model={self.d_model} "
                              f"(shape {tuple(u.shape)}, transposed={self.transposed})")
         return x
 
@@ -119,9 +157,30 @@ class SSMLayer(nn.Module, abc.ABC):
         raise NotImplementedError(f"{type(self).__name__}: no scan view (its recurrence is not diagonal); "
                                   "use forward() or step()")
 
-    def _check_step_input(self, u_t: torch.Tensor) -> None:
+    @abc.abstractmethod
+    def _state_shape(self, batch: int) -> tuple:
+        """The shape of the recurrent state for a batch of `batch` sequences."""
+
+    def default_state(self, batch: int) -> torch.Tensor:
+        """The zero state, complex of shape _state_shape(batch) ((batch, H, N), or (batch, N) for S5)."""
+        check_int(type(self).__name__, "batch", batch, 0)
+        return torch.zeros(self._state_shape(batch), dtype=complex_dtype(self._float), device=self._device)
+
+    def _check_state(self, state, batch: int, who: str) -> None:
+        """state is None or what default_state(batch) gives (check_state)."""
+        if state is not None:
+            check_state(who, state, self._state_shape(batch), complex_dtype(self._float), self._device)
+
+    def _check_step(self, u_t: torch.Tensor, state):
+        """Check step()'s input u_t (B, H) and state; returns the state, the zero state for None."""
+        who = f"{type(self).__name__}.step"
+        check_real_input(who, "u_t", u_t, self._float, self._device)
         if u_t.dim() != 2 or u_t.shape[1] != self.d_model:
-            raise ValueError(f"{type(self).__name__}: step input must be (B, H={self.d_model}), got {tuple(u_t.shape)}")
+            raise ValueError(f"{who}: u_t must be (B, H={self.d_model}), got {tuple(u_t.shape)}")
+        if state is None:
+            return self.default_state(u_t.shape[0])
+        self._check_state(state, u_t.shape[0], who)
+        return state
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}, transposed={self.transposed}, backend={self.backend!r}"
@@ -145,10 +204,9 @@ class ConvSSMLayer(SSMLayer):
         y = dk.fftconv(x, self.kernel(x.shape[-1]), self.D, backend=self._conv_backend)
         return self._restore(y)
 
-    def default_state(self, batch: int) -> torch.Tensor:
-        """The zero state, complex (batch, H, N)."""
-        check_int(type(self).__name__, "batch", batch, 0)
-        return torch.zeros(batch, self.d_model, self.d_state // 2, dtype=complex_dtype(self._float), device=self._device)
+    def _state_shape(self, batch: int) -> tuple:
+        """(batch, H, N): one diagonal state per channel."""
+        return (batch, self.d_model, self.d_state // 2)
 
 
 class DiagonalConvLayer(ConvSSMLayer):
@@ -165,16 +223,20 @@ class DiagonalConvLayer(ConvSSMLayer):
         _, dB, C, log_dA = self.discrete()
         return dk.vandermonde(C * dB, log_dA, L, backend=self.backend)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor):
-        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, H, N)). Equals forward() step by step."""
-        self._check_step_input(u_t)
+    def step(self, u_t: torch.Tensor, state: torch.Tensor | None):
+        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, H, N)). Equals forward() step by step.
+        state: what default_state(B) or the previous step gave; None is the zero state."""
+        state = self._check_step(u_t, state)
         dA, dB, C, _ = self._cached("discrete", self.discrete)
         return dk.ssm_step(u_t, state, dA, dB, C, self.D, backend=self.backend)
 
     def scan(self, u: torch.Tensor, state: torch.Tensor | None = None):
         """The recurrent view over a whole sequence (dk.ssm_scan): (y like forward(u), last state (B, H, N)).
-        O(L N) per channel instead of the convolution's O(L log L): the cheaper one for small states."""
-        x = self._channels_first(u)
+        O(L N) per channel instead of the convolution's O(L log L): the cheaper one for small states.
+        state: (B, H, N) as default_state(B) gives, or None (zero)."""
+        who = f"{type(self).__name__}.scan"
+        x = self._channels_first(u, who)
+        self._check_state(state, x.shape[0], who)
         dA, dB, C, _ = self.discrete()
         y, last = dk.ssm_scan(x, dA, dB, C, self.D, state, backend=self.backend)
         return self._restore(y), last

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dssm_kernels.nn._base import SSMLayer, check_choice
+from dssm_kernels.nn._base import SSMLayer, check_choice, check_real_input
 from dssm_kernels.nn.dss import DSS
 from dssm_kernels.nn.s4 import S4
 from dssm_kernels.nn.s4d import S4D
@@ -13,6 +13,7 @@ from dssm_kernels.nn.s5 import S5
 LAYERS = {"s4d": S4D, "dss": DSS, "s4": S4, "s5": S5}
 NORMS = ("layer", "none")
 ACTIVATIONS = ("glu", "gelu")
+MODES = ("conv", "scan")
 
 
 def make_layer(kind: str, d_model: int, d_state: int, **kwargs) -> SSMLayer:
@@ -48,9 +49,19 @@ class ResidualBlock(nn.Module):
     def _mix(self, y: torch.Tensor) -> torch.Tensor:
         return self.drop(self.out(self.act(y)))
 
+    def _check_input(self, who: str, name: str, x, shape: str) -> None:
+        """x: real, the layer's dtype and device, (..., H) with the ndim `shape` names."""
+        layer = self.layer
+        check_real_input(who, name, x, layer._float, layer._device)
+        want = shape.count(",") + 1
+        if x.dim() != want or x.shape[-1] != layer.d_model:
+            raise ValueError(f"{who}: {name} must be {shape} with H = d_model = {layer.d_model}, got {tuple(x.shape)}")
+
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
-        """mode "conv": the layer's forward (training); "scan": its recurrent view over the sequence
-        (same output; the cheaper one at small state sizes on a CPU)."""
+        """x (B, L, H). mode "conv": the layer's forward (training); "scan": its recurrent view over the
+        sequence (same output; the cheaper one at small state sizes on a CPU)."""
+        check_choice("ResidualBlock", "mode", mode, MODES)
+        self._check_input("ResidualBlock", "x", x, "(B, L, H)")
         u = self.norm(x) if self.prenorm else x
         z = self._mix(self.layer(u) if mode == "conv" else self.layer.scan(u)[0])
         return x + z if self.prenorm else self.norm(x + z)
@@ -59,7 +70,9 @@ class ResidualBlock(nn.Module):
         return self.layer.default_state(batch)
 
     def step(self, x_t: torch.Tensor, state):
-        """x_t (B, H) -> (y_t (B, H), new state)."""
+        """x_t (B, H) -> (y_t (B, H), new state). state: the layer's (default_state(B), a previous
+        step's, or None for the zero state)."""
+        self._check_input("ResidualBlock.step", "x_t", x_t, "(B, H)")
         y, state = self.layer.step(self.norm(x_t) if self.prenorm else x_t, state)
         z = self._mix(y)
         return (x_t + z if self.prenorm else self.norm(x_t + z)), state

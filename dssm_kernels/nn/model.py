@@ -4,11 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dssm_kernels.nn._base import check_choice, check_int
-from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
+from dssm_kernels.nn._base import check_choice, check_int, check_real_input, check_state
+from dssm_kernels.nn.block import LAYERS, MODES, ResidualBlock, make_layer
 
 POOLS = ("mean", "last")
-MODES = ("conv", "scan")
 
 
 class SequenceClassifier(nn.Module):
@@ -87,23 +86,46 @@ class SequenceClassifier(nn.Module):
         cfg["dtype"] = getattr(torch, cfg.get("dtype", "float32"))
         return cls(**cfg)
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.encoder, nn.Embedding):
+    @property
+    def _tokens(self) -> bool:
+        return isinstance(self.encoder, nn.Embedding)
+
+    def _encode(self, who: str, name: str, x: torch.Tensor, sequence: bool) -> torch.Tensor:
+        """Check x ((B, L) token ids or (B, L, d_input) features; one time step without the L) and encode
+        it. Token ids are range-checked (one host sync) except while torch.compile traces, where the
+        check would break the graph: an out-of-range id then fails inside the embedding."""
+        p = self.decoder.weight
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}")
+        if self._tokens:
+            V = self.encoder.num_embeddings
             if x.dtype not in (torch.int32, torch.int64):
-                raise TypeError(f"SequenceClassifier: token input must be int64/int32 ids, got {x.dtype}")
-        elif not x.is_floating_point():
-            raise TypeError(f"SequenceClassifier: feature input must be floating point, got {x.dtype}")
+                raise TypeError(f"{who}: {name} must hold int64/int32 token ids, got {x.dtype}")
+            if x.dim() != (2 if sequence else 1):
+                raise ValueError(f"{who}: {name} must be {'(B, L)' if sequence else '(B,)'} token ids, "
+                                 f"got shape {tuple(x.shape)}")
+            if x.device != p.device:
+                raise ValueError(f"{who}: {name} is on {x.device}, the model on {p.device}")
+            if not torch.compiler.is_compiling():
+                bad = (x < 0) | (x >= V)
+                if bool(bad.any()):
+                    at = tuple(int(i) for i in bad.nonzero()[0])
+                    raise ValueError(f"{who}: {name} must hold token ids in [0, vocab_size={V}), got {int(x[at])} at "
+                                     f"index {at} ({int(bad.sum())} id(s) out of range)")
+        else:
+            d_in = self.encoder.in_features
+            check_real_input(who, name, x, p.dtype, p.device)
+            if x.dim() != (3 if sequence else 2) or x.shape[-1] != d_in:
+                raise ValueError(f"{who}: {name} must be {'(B, L, d_input)' if sequence else '(B, d_input)'} features "
+                                 f"with d_input={d_in}, got shape {tuple(x.shape)}")
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
-        """mode: "conv" (each layer's training view) or "scan" (the recurrence over the whole sequence;
+        """x: (B, L) token ids or (B, L, d_input) features -> logits (B, n_classes).
+        mode: "conv" (each layer's training view) or "scan" (the recurrence over the whole sequence;
         layers without a scan, S4, raise)."""
         check_choice("SequenceClassifier", "mode", mode, MODES)
-        want = 2 if isinstance(self.encoder, nn.Embedding) else 3
-        if x.dim() != want:
-            raise ValueError(f"SequenceClassifier: input must be {'(B, L) token ids' if want == 2 else '(B, L, d_input)'}, "
-                             f"got shape {tuple(x.shape)}")
-        h = self._encode(x)
+        h = self._encode("SequenceClassifier", "x", x, sequence=True)
         for block in self.blocks:
             h = block(h, mode)
         h = h.mean(1) if self.pool == "mean" else h[:, -1]
@@ -117,9 +139,12 @@ class SequenceClassifier(nn.Module):
                 torch.zeros((), dtype=p.dtype, device=p.device))
 
     def step(self, x_t: torch.Tensor, state):
-        """x_t: (B,) token ids or (B, d_input) -> (logits of the prefix (B, n_classes), new state)."""
+        """x_t: (B,) token ids or (B, d_input) -> (logits of the prefix (B, n_classes), new state).
+        state: what default_state(B) or the previous step gave; None is default_state(B)."""
+        who = "SequenceClassifier.step"
+        h = self._encode(who, "x_t", x_t, sequence=False)
+        state = self._check_state(who, state, h.shape[0])
         states, total, count = state
-        h = self._encode(x_t)
         new_states = []
         for block, s in zip(self.blocks, states):
             h, s = block.step(h, s)
@@ -127,3 +152,19 @@ class SequenceClassifier(nn.Module):
         total, count = total + h, count + 1
         pooled = total / count if self.pool == "mean" else h
         return self.decoder(pooled), (tuple(new_states), total, count)
+
+    def _check_state(self, who: str, state, batch: int):
+        """None -> default_state(batch); else the structure default_state gives (each layer's own state
+        is checked by its step)."""
+        if state is None:
+            return self.default_state(batch)
+        if not (isinstance(state, tuple) and len(state) == 3 and isinstance(state[0], (tuple, list))):
+            raise TypeError(f"{who}: state must be (layer states, running sum, steps read) as default_state(batch) "
+                            f"gives, or None, got {type(state).__name__}")
+        if len(state[0]) != len(self.blocks):
+            raise ValueError(f"{who}: state must hold {len(self.blocks)} layer states (one per block), "
+                             f"got {len(state[0])}")
+        p = self.decoder.weight
+        check_state(who, state[1], (batch, p.shape[1]), p.dtype, p.device, name="state[1] (the running sum)")
+        check_state(who, state[2], (), p.dtype, p.device, name="state[2] (the steps read)")
+        return state

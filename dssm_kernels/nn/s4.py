@@ -180,9 +180,10 @@ class S4(ConvSSMLayer):
         eye = torch.eye(self.rank, dtype=M.dtype, device=M.device)
         return lam, P, B, self.output_vector(), h, Dinv, torch.linalg.inv(eye + h.unsqueeze(-1) * M)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor):
-        """One bilinear step on the half state (B, H, N): O(N r) with Woodbury. Equals forward()."""
-        self._check_step_input(u_t)
+    def step(self, u_t: torch.Tensor, state: torch.Tensor | None):
+        """One bilinear step on the half state (B, H, N): O(N r) with Woodbury. Equals forward().
+        state: what default_state(B) or the previous step gave; None is the zero state."""
+        state = self._check_step(u_t, state)
         lam, P, B, C, h, Dinv, Minv = self._cached("step", self._step_system)
         u = u_t.to(lam.dtype).unsqueeze(-1)  # (B, H, 1)
         # P_f^T conj(P_f) x_f = P^T (2 Re(conj(P) x)) on the half: the low-rank term is real-linear

@@ -20,7 +20,7 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import SSMLayer, check_choice, check_dt_range, check_int, complex_dtype, log_uniform, ssm_param
+from dssm_kernels.nn._base import SSMLayer, check_choice, check_dt_range, complex_dtype, log_uniform, ssm_param
 from dssm_kernels.nn.s4d import DISCRETISATIONS, discretise
 
 INITS = ("legs", "ptd")
@@ -94,25 +94,30 @@ class S5(SSMLayer):
         return dA.squeeze(-1), dB, torch.view_as_complex(self.C)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.scan(u)[0]
+        return self._scan(u, None, "S5")[0]
 
     def scan(self, u: torch.Tensor, state: torch.Tensor | None = None):
-        """(y like forward(u), last state (B, N)): S5's one view, the diagonal scan from `state` (or 0)."""
-        x = self._channels_first(u).transpose(1, 2)  # (B, L, H)
+        """(y like forward(u), last state (B, N)): S5's one view, the diagonal scan from `state` ((B, N) as
+        default_state(B) gives, or None: zero)."""
+        return self._scan(u, state, "S5.scan")
+
+    def _scan(self, u: torch.Tensor, state: torch.Tensor | None, who: str):
+        x = self._channels_first(u, who).transpose(1, 2)  # (B, L, H)
+        self._check_state(state, x.shape[0], who)
         dA, dB, C = self.discrete()
         v = x.to(dB.dtype) @ dB.transpose(0, 1)  # (B, L, N)
         xs, last = dk.diag_scan(v, dA, state, backend=self.backend)
         y = 2 * (xs @ C.transpose(0, 1)).real + self.D * x
         return self._restore(y.transpose(1, 2).to(u.dtype)), last
 
-    def default_state(self, batch: int) -> torch.Tensor:
-        """The zero state, complex (batch, N)."""
-        check_int("S5", "batch", batch, 0)
-        return torch.zeros(batch, self.d_state // 2, dtype=complex_dtype(self._float), device=self._device)
+    def _state_shape(self, batch: int) -> tuple:
+        """(batch, N): one state shared by all channels."""
+        return (batch, self.d_state // 2)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor):
-        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, N)). Equals forward() step by step."""
-        self._check_step_input(u_t)
+    def step(self, u_t: torch.Tensor, state: torch.Tensor | None):
+        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, N)). Equals forward() step by step.
+        state: what default_state(B) or the previous step gave; None is the zero state."""
+        state = self._check_step(u_t, state)
         dA, dB, C = self._cached("discrete", self.discrete)
         new = dA * state + u_t.to(dB.dtype) @ dB.transpose(0, 1)
         return (2 * (new @ C.transpose(0, 1)).real + self.D * u_t).to(u_t.dtype), new
