@@ -17,13 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 
 MEASURES = ("legs", "legt", "fout")
+MAX_DENSE_N = 1 << 13     # the dense (N, N) float64 matrices and their eigensolvers: 512 MiB at most
+MAX_N = 1 << 24           # the diagonal initialisations' mode vectors
 
 
-def _check_n(name: str, N, even: bool = False) -> int:
+def _check_n(name: str, N, even: bool = False, limit: int = MAX_DENSE_N) -> int:
+    """N: an int in [1, limit] (sizes are checked before the N x N allocations), even if asked."""
     if isinstance(N, bool) or not isinstance(N, (int, np.integer)):
         raise TypeError(f"{name}: N must be an int, got {type(N).__name__}")
-    if N < 1:
-        raise ValueError(f"{name}: N must be >= 1, got {N}")
+    if not 1 <= N <= limit:
+        raise ValueError(f"{name}: N must be in [1, {limit}], got {N}")
     if even and N % 2:
         raise ValueError(f"{name}: N must be even (the state is conjugate pairs), got {N}")
     return int(N)
@@ -131,20 +134,20 @@ def s4d_legs(N: int) -> np.ndarray:
 
 def s4d_lin(N: int) -> np.ndarray:
     """S4D-Lin: A_n = -1/2 + i pi n, n < N/2."""
-    N = _check_n("s4d_lin", N, even=True)
+    N = _check_n("s4d_lin", N, even=True, limit=MAX_N)
     return -0.5 + 1j * np.pi * np.arange(N // 2)
 
 
 def s4d_inv(N: int) -> np.ndarray:
     """S4D-Inv: A_n = -1/2 + i (N/pi) (N / (2n+1) - 1), n < N/2."""
-    N = _check_n("s4d_inv", N, even=True)
+    N = _check_n("s4d_inv", N, even=True, limit=MAX_N)
     n = np.arange(N // 2)
     return -0.5 + 1j * (N / np.pi) * (N / (2 * n + 1) - 1)
 
 
 def s4d_real(N: int) -> np.ndarray:
     """S4D-Real: A_n = -(n+1), n < N/2, as complex modes with zero imaginary part."""
-    N = _check_n("s4d_real", N, even=True)
+    N = _check_n("s4d_real", N, even=True, limit=MAX_N)
     return -(np.arange(N // 2) + 1.0) + 0j
 
 
@@ -172,10 +175,12 @@ def ptd(N: int, eps: float = 1e-2, trials: int = 8, seed: int = 0, measure: str 
     """
     N = _check_n("ptd", N)
     _check_measure("ptd", measure)
-    if not (isinstance(eps, (float, int)) and eps > 0 and np.isfinite(eps)):
+    if isinstance(eps, bool) or not (isinstance(eps, (float, int)) and eps > 0 and np.isfinite(eps)):
         raise ValueError(f"ptd: eps must be a positive finite float, got {eps!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"ptd: trials must be an int >= 1, got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"ptd: seed must be an int >= 0, got {seed!r}")
     A, B = transition(measure, N)
     normA = np.linalg.norm(A, 2)
     rng = np.random.default_rng(seed)

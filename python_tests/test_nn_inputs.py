@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from dssm_kernels.nn import S4, ResidualBlock, SequenceClassifier
+from dssm_kernels.nn import S4, ResidualBlock, SequenceClassifier, param_groups
 from test_nn_layers import LAYER_CASES
 
 B, H, L = 2, 3, 5
@@ -195,3 +195,86 @@ def test_classifier_state_none_and_bad_structure():
         model.step(x_t, (states, total, count.reshape(1)))
     with pytest.raises(ValueError, match=r"S4D.step: state must have shape \(2, 4, 4\)"):
         model.step(x_t, ((states[0][:1], states[1]), total, count))
+
+
+# --- constructor and method arguments that were accepted silently or failed inside torch --------------
+LAYER_CLASSES = {"S4D": lambda **kw: LAYER_CASES["s4d-zoh"](**kw), "DSS": lambda **kw: LAYER_CASES["dss-exp"](**kw),
+                 "S4": lambda **kw: LAYER_CASES["s4-legs"](**kw), "S5": lambda **kw: LAYER_CASES["s5-legs-zoh"](**kw)}
+
+
+@pytest.mark.parametrize("cls", list(LAYER_CLASSES))
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(ssm_lr=-1.0), ValueError, r"{}: ssm_lr must be a finite number > 0 or None, got -1.0"),      # was accepted
+    (dict(ssm_lr="fast"), ValueError, r"{}: ssm_lr must be a finite number > 0 or None, got 'fast'"),
+    (dict(dt_min=True, dt_max=2.0), ValueError, r"{}: need finite numbers 0 < dt_min <= dt_max, got dt_min=True"),
+    (dict(dt_max=float("inf")), ValueError, r"{}: need finite numbers 0 < dt_min <= dt_max, .*dt_max=inf"),
+    (dict(seed="x"), ValueError, r"{}: seed must be None or an int in \[0, 2\^63\), got 'x'"),   # RuntimeError before
+    (dict(seed=1.5), ValueError, r"{}: seed must be None or an int in \[0, 2\^63\), got 1.5"),
+    (dict(seed=-1), ValueError, r"{}: seed must be None or an int in \[0, 2\^63\), got -1"),
+    (dict(transposed="yes"), TypeError, r"{}: transposed must be True or False, got 'yes'"),
+])
+def test_layer_constructor_arguments(cls, kwargs, exc, match):
+    with pytest.raises(exc, match=match.format(cls)):
+        LAYER_CLASSES[cls](d_model=H, d_state=8, **kwargs)
+
+
+@pytest.mark.parametrize("case", [c for c in LAYER_CASES if not c.startswith("s5")])
+def test_kernel_length_is_checked(case):
+    """DSS-softmax and S4 with l_max sliced their window silently: L = 0 gave an empty kernel, L = -1
+    one of l_max - 1 samples, L = True one sample."""
+    m = LAYER_CASES[case](d_model=H, d_state=8, seed=0)
+    for L in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match=rf"{type(m).__name__}.kernel: L must be an int >= 1, got {L!r}"):
+            m.kernel(L)
+
+
+@pytest.mark.parametrize("case", list(LAYER_CASES))
+def test_empty_batches_and_sequences_are_refused_by_the_layer(case):
+    """The ops' messages named their own arguments (vandermonde's L, cauchy's z) or S5 returned an
+    empty output; the layer names u."""
+    m = _make(case)
+    name = type(m).__name__
+    for shape in ((B, 0, H), (0, L, H)):
+        with pytest.raises(ValueError, match=rf"{name}: u must hold B >= 1 sequences of L >= 1 steps, "
+                                             rf"got shape {re.escape(str(shape))}"):
+            m(torch.ones(shape, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("case", ["s4d-zoh", "dss-softmax"])
+def test_with_modal_form_checks_its_system(case):
+    """B or C of another shape, D of another length and dt <= 0 made a broken layer (or a bare size
+    error from torch); NaN dt was accepted."""
+    m = _make(case)
+    f = m.modal_form()
+    who = rf"{type(m).__name__}.with_modal_form"
+    lam, Bm, C = f["lam"], f["B"], f["C"]
+    for kwargs, match in [
+        (dict(B=Bm[:, :2]), r"B must have shape \(3, 4\) \(like lam\), got \(3, 2\)"),
+        (dict(C=C[:, :1]), r"C must have shape \(3, 4\) \(like lam\), got \(3, 1\)"),
+        (dict(D=torch.ones(5)), r"D must have shape \(3,\) \(like lam\), got \(5,\)"),
+        (dict(dt=-torch.ones(3)), r"dt must be > 0, got min -1.0"),
+        (dict(dt=torch.full((3,), float("nan"))), r"dt must be finite, got 3 non-finite value\(s\)"),
+        (dict(lam=lam * float("nan")), r"lam must be finite"),
+        (dict(lam=lam[0]), r"lam must be \(H=3, N\) with N >= 1, got \(4,\)"),
+    ]:
+        args = dict(lam=lam, B=Bm, C=C) | kwargs
+        with pytest.raises(ValueError, match=rf"{who}: {match}"):
+            m.with_modal_form(**args)
+
+
+def test_block_classifier_and_param_groups_arguments():
+    with pytest.raises(TypeError, match=r"ResidualBlock: prenorm must be True or False, got 'no'"):
+        ResidualBlock(_make("s4d-zoh"), prenorm="no")
+    with pytest.raises(TypeError, match=r"SequenceClassifier: layer_kwargs must be a dict \(or None\), got list"):
+        SequenceClassifier(3, d_input=2, layer_kwargs=[("init", "s4d-lin")])
+    with pytest.raises(ValueError, match=r"SequenceClassifier: seed must be None or an int in \[0, 2\^63\), got 'x'"):
+        SequenceClassifier(3, d_input=2, seed="x")
+    with pytest.raises(TypeError, match=r"SequenceClassifier: dtype must be torch.float32 or torch.float64, "
+                                        r"got torch.float16"):
+        SequenceClassifier(3, d_input=2, dtype=torch.float16)
+    with pytest.raises(TypeError, match=r"param_groups: model must be a torch.nn.Module, got str"):
+        param_groups("model", lr=1e-3)
+    for kwargs, name in ((dict(lr=-1.0), "lr"), (dict(lr=float("nan")), "lr"), (dict(lr=1e-3, weight_decay=-0.1),
+                                                                                  "weight_decay")):
+        with pytest.raises(ValueError, match=rf"param_groups: {name} must be a finite number >= 0"):
+            param_groups(_make("s4d-zoh"), **kwargs)

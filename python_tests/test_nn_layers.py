@@ -201,7 +201,7 @@ def test_torch_compile_of_a_model(layer):
     (dict(d_model=3, d_state=0), ValueError, r"{}: d_state must be an int >= 1, got 0"),
     (dict(d_model=0, d_state=8), ValueError, r"{}: d_model must be an int >= 1, got 0"),
     (dict(d_model=3, d_state=8, init="hippo"), ValueError, r"{}: init must be one of .*got 'hippo'"),
-    (dict(d_model=3, d_state=8, dt_min=0.1, dt_max=0.01), ValueError, r"{}: need 0 < dt_min <= dt_max"),
+    (dict(d_model=3, d_state=8, dt_min=0.1, dt_max=0.01), ValueError, r"{}: need finite numbers 0 < dt_min <= dt_max"),
     (dict(d_model=3, d_state=8, dtype=torch.float16), TypeError, r"{}: dtype must be torch.float32 or torch.float64"),
     (dict(d_model=3, d_state=8, backend="cuda"), ValueError, r"{}: backend must be one of .*got 'cuda'"),
     (dict(d_model=3, d_state=8, l_max=0), ValueError, r"{}: l_max must be an int >= 1, got 0"),

@@ -18,6 +18,11 @@ __all__ = ["S4D", "DSS", "S4", "S5", "LAYERS", "make_layer", "ResidualBlock", "S
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:
     """Optimizer parameter groups: ordinary parameters with (lr, weight_decay); SSM parameters (A, dt,
     B) with their own learning rate and no weight decay, as each layer tagged them."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"param_groups: model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ValueError(f"param_groups: {name} must be a finite number >= 0, got {value!r}")
     plain, special = [], {}
     for p in model.parameters():
         opts = getattr(p, "_dssm_optim", None)

@@ -23,9 +23,40 @@ def check_choice(cls: str, name: str, value, choices) -> str:
     return value
 
 
+def _is_real_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_dt_range(cls: str, dt_min, dt_max) -> None:
-    if not (isinstance(dt_min, (int, float)) and isinstance(dt_max, (int, float)) and 0 < dt_min <= dt_max):
-        raise ValueError(f"{cls}: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+    if not (_is_real_number(dt_min) and _is_real_number(dt_max) and 0 < dt_min <= dt_max):
+        raise ValueError(f"{cls}: need finite numbers 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
+
+
+def check_positive(cls: str, name: str, value, allow_none: bool = False):
+    """A finite float > 0 (None too where allowed): learning rates, perturbation sizes."""
+    if value is None and allow_none:
+        return None
+    if not (_is_real_number(value) and value > 0):
+        raise ValueError(f"{cls}: {name} must be a finite number > 0{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def check_bool(cls: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{cls}: {name} must be True or False, got {value!r}")
+    return value
+
+
+def check_seed(cls: str, seed) -> int | None:
+    """None or an int in [0, 2^63) (what torch's generators take without wrapping)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63):
+        raise ValueError(f"{cls}: seed must be None or an int in [0, 2^63), got {seed!r}")
+    return seed
+
+
+def seeded_generator(cls: str, seed) -> torch.Generator | None:
+    """A CPU generator seeded with `seed` (check_seed), or None for seed None (the global RNG)."""
+    return None if check_seed(cls, seed) is None else torch.Generator().manual_seed(seed)
 
 
 def check_dtype(cls: str, dtype) -> torch.dtype:
@@ -87,6 +118,7 @@ def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | Non
     """Register an SSM parameter (A, dt, B) that carries its own learning rate and no weight decay;
     dssm_kernels.nn.param_groups reads the tag. Complex values are stored as real views (..., 2) so
     every optimiser and state_dict handles them."""
+    check_positive(type(module).__name__, "ssm_lr", lr, allow_none=True)
     if value.is_complex():
         value = torch.view_as_real(value)
     p = nn.Parameter(value.contiguous())
@@ -113,6 +145,7 @@ class SSMLayer(nn.Module, abc.ABC):
             raise ValueError(f"{cls}: d_state must be even (conjugate pairs: N = d_state / 2 modes), got {d_state}")
         check_choice(cls, "backend", backend, dk.BACKENDS)
         check_dtype(cls, dtype)
+        check_bool(cls, "transposed", transposed)
         if l_max is not None:
             check_int(cls, "l_max", l_max)
         self.d_model, self.d_state, self.transposed, self.backend, self.l_max = d_model, d_state, transposed, backend, l_max
@@ -135,6 +168,9 @@ class SSMLayer(nn.Module, abc.ABC):
         if x.shape[1] != self.d_model:
             raise ValueError(f"{who}: u has {x.shape[1]} channels, the layer d_model={self.d_model} "
                              f"(shape {tuple(u.shape)}, transposed={self.transposed})")
+        if x.shape[0] < 1 or x.shape[2] < 1:
+            raise ValueError(f"{who}: u must hold B >= 1 sequences of L >= 1 steps, got shape {tuple(u.shape)} "
+                             f"(transposed={self.transposed})")
         return x
 
     def _restore(self, y: torch.Tensor) -> torch.Tensor:
@@ -194,6 +230,33 @@ class ConvSSMLayer(SSMLayer):
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""
 
+    def _check_length(self, L) -> int:
+        """kernel()'s L: an int >= 1 (a length read through l_max's window would otherwise be sliced
+        silently: L = 0 gave an empty kernel, L = -1 one of l_max - 1)."""
+        return check_int(f"{type(self).__name__}.kernel", "L", L)
+
+    def _modal_tensors(self, lam, B, C, D, dt):
+        """with_modal_form's arguments as complex128 lam, B, C (H, N) and float64 D, dt (H,) (None: this
+        layer's), checked: shapes, finite values, dt > 0."""
+        who = f"{type(self).__name__}.with_modal_form"
+        lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
+        if lam.dim() != 2 or lam.shape[0] != self.d_model or lam.shape[1] < 1:
+            raise ValueError(f"{who}: lam must be (H={self.d_model}, N) with N >= 1, got {tuple(lam.shape)}")
+        form = self.modal_form()
+        D = form["D"] if D is None else torch.as_tensor(D, dtype=torch.float64)
+        dt = form["dt"] if dt is None else torch.as_tensor(dt, dtype=torch.float64)
+        for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]),
+                               ("dt", dt, lam.shape[:1])):
+            if tuple(t.shape) != tuple(shape):
+                raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
+        for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite "
+                                 "value(s)")
+        if not bool((dt > 0).all()):
+            raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
+        return lam, B, C, D, dt
+
     @property
     def _conv_backend(self) -> str:
         """fftconv has no C++ kernels (torch's FFTs are native): a "cpp" layer convolves on "auto"."""
@@ -220,6 +283,7 @@ class DiagonalConvLayer(ConvSSMLayer):
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""
+        self._check_length(L)
         _, dB, C, log_dA = self.discrete()
         return dk.vandermonde(C * dB, log_dA, L, backend=self.backend)
 

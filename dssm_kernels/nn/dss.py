@@ -18,7 +18,8 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import DiagonalConvLayer, check_choice, check_dt_range, crandn, log_uniform, ssm_param
+from dssm_kernels.nn._base import (DiagonalConvLayer, check_choice, check_dt_range, crandn, log_uniform,
+                                   seeded_generator, ssm_param)
 
 VARIANTS = ("exp", "softmax")
 INITS = ("skew-hippo", "s4d-lin", "s4d-inv")
@@ -55,7 +56,7 @@ class DSS(DiagonalConvLayer):
             raise ValueError("DSS: variant='softmax' needs l_max (the length its softmax normalises over), got None")
         self.variant, self.init, self.ssm_lr, self.disc = variant, init, ssm_lr, "zoh"
         H, N = d_model, d_state // 2
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        g = seeded_generator("DSS", seed)
         lam = torch.as_tensor(_INIT_FNS[init](d_state), dtype=torch.complex128).expand(H, N)
         self._set(lam, crandn(H, N, g=g), torch.randn(H, generator=g, dtype=torch.float64),
                   log_uniform(H, dt_min, dt_max, g).exp(), dtype=dtype, device=device)
@@ -90,6 +91,7 @@ class DSS(DiagonalConvLayer):
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""
+        self._check_length(L)
         if self.variant == "exp":
             return super().kernel(L)
         lam = self._lam()
@@ -124,14 +126,9 @@ class DSS(DiagonalConvLayer):
 
     def with_modal_form(self, lam, B, C, D=None, dt=None) -> "DSS":
         """A new DSS (same variant and options, d_state = 2 * lam.shape[-1]) realising the given ZOH
-        systems (H, N): B is folded into W."""
-        lam = torch.as_tensor(lam, dtype=torch.complex128)
-        B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (B, C))
-        if lam.dim() != 2 or lam.shape[0] != self.d_model:
-            raise ValueError(f"DSS.with_modal_form: lam must be (H={self.d_model}, N), got {tuple(lam.shape)}")
-        form = self.modal_form()
-        D = form["D"] if D is None else torch.as_tensor(D, dtype=torch.float64)
-        dt = form["dt"] if dt is None else torch.as_tensor(dt, dtype=torch.float64)
+        systems: lam, B, C (H, N), D, dt (H,) or None (this layer's); all finite, dt > 0. B is folded
+        into W."""
+        lam, B, C, D, dt = self._modal_tensors(lam, B, C, D, dt)
         N = lam.shape[-1]
         new = DSS(self.d_model, 2 * N, variant=self.variant, init=self.init, l_max=self.l_max, ssm_lr=self.ssm_lr,
                   transposed=self.transposed, backend=self.backend, dtype=self._float, device=self._device)

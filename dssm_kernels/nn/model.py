@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dssm_kernels.nn._base import check_choice, check_int, check_real_input, check_state
+from dssm_kernels.nn._base import check_choice, check_dtype, check_int, check_real_input, check_seed, check_state
 from dssm_kernels.nn.block import LAYERS, MODES, ResidualBlock, make_layer
 
 POOLS = ("mean", "last")
@@ -42,6 +42,10 @@ class SequenceClassifier(nn.Module):
         check_int("SequenceClassifier", "n_layers", n_layers)
         check_choice("SequenceClassifier", "layer", layer, LAYERS)
         check_choice("SequenceClassifier", "pool", pool, POOLS)
+        check_dtype("SequenceClassifier", dtype)
+        check_seed("SequenceClassifier", seed)
+        if layer_kwargs is not None and not isinstance(layer_kwargs, dict):
+            raise TypeError(f"SequenceClassifier: layer_kwargs must be a dict (or None), got {type(layer_kwargs).__name__}")
         if (d_input is None) == (vocab_size is None):
             raise ValueError(f"SequenceClassifier: give exactly one of d_input and vocab_size, got d_input={d_input!r}, "
                              f"vocab_size={vocab_size!r}")

@@ -29,7 +29,8 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import ConvSSMLayer, check_choice, check_dt_range, crandn, log_uniform, ssm_param
+from dssm_kernels.nn._base import (ConvSSMLayer, check_choice, check_dt_range, crandn, log_uniform, seeded_generator,
+                                   ssm_param)
 
 INITS = {"legs": "legs", "legt": "legt", "fout": "fout"}
 MIN_DECAY = 1e-3
@@ -67,7 +68,7 @@ class S4(ConvSSMLayer):
         check_dt_range("S4", dt_min, dt_max)
         self.init, self.disc = init, "bilinear"
         H, N = d_model, d_state // 2
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        g = seeded_generator("S4", seed)
         lam, P, B, _ = (torch.as_tensor(a, dtype=torch.complex128) for a in hippo.dplr(INITS[init], d_state))
         # LegT's and FouT's normal parts are skew (Re lam = 0, FouT with lam = 0 itself): start those modes
         # just inside the left half-plane, which the exp parameterisation needs and which keeps the
@@ -142,6 +143,7 @@ class S4(ConvSSMLayer):
     # --- convolution view -------------------------------------------------------------------------
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L), from the generating function at the L roots of unity."""
+        self._check_length(L)
         Lk = L if self.l_max is None or L > self.l_max else self.l_max
         lam, P, B, dt = self._modes()
         Ct = self._c_tilde(Lk)

@@ -12,7 +12,7 @@ import torch
 
 from dssm_kernels import hippo
 from dssm_kernels.nn._base import (DiagonalConvLayer, check_choice, check_dt_range, crandn, log_uniform,
-                                   ssm_param)
+                                   seeded_generator, ssm_param)
 
 INITS = {"s4d-lin": hippo.s4d_lin, "s4d-inv": hippo.s4d_inv, "s4d-real": hippo.s4d_real, "s4d-legs": hippo.s4d_legs}
 DISCRETISATIONS = ("zoh", "bilinear")
@@ -57,7 +57,7 @@ class S4D(DiagonalConvLayer):
         check_dt_range("S4D", dt_min, dt_max)
         self.disc, self.init, self.ssm_lr = disc, init, ssm_lr
         H, N = d_model, d_state // 2
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        g = seeded_generator("S4D", seed)
         A = torch.as_tensor(INITS[init](d_state), dtype=torch.complex128).expand(H, N)
         self._set(A, torch.ones(H, N, dtype=torch.complex128), crandn(H, N, g=g),
                   torch.randn(H, generator=g, dtype=torch.float64), log_uniform(H, dt_min, dt_max, g).exp(),
@@ -92,15 +92,12 @@ class S4D(DiagonalConvLayer):
                         disc=self.disc)
 
     def with_modal_form(self, lam, B, C, D=None, dt=None) -> "S4D":
-        """A new S4D with this one's options and the given system (d_state = 2 * lam.shape[-1])."""
-        lam = torch.as_tensor(lam, dtype=torch.complex128)
-        H, N = lam.shape
-        if H != self.d_model:
-            raise ValueError(f"S4D.with_modal_form: lam must be (H={self.d_model}, N), got {tuple(lam.shape)}")
-        new = S4D(self.d_model, 2 * N, init=self.init, disc=self.disc, ssm_lr=self.ssm_lr, transposed=self.transposed,
-                  backend=self.backend, dtype=self._float, device=self._device, l_max=self.l_max)
-        form = self.modal_form()
+        """A new S4D with this one's options and the given system: lam, B, C (H, N) (d_state = 2 N),
+        D, dt (H,) or None (this layer's); all finite, dt > 0, Re lam < 0."""
+        lam, B, C, D, dt = self._modal_tensors(lam, B, C, D, dt)
+        new = S4D(self.d_model, 2 * lam.shape[1], init=self.init, disc=self.disc, ssm_lr=self.ssm_lr,
+                  transposed=self.transposed, backend=self.backend, dtype=self._float, device=self._device,
+                  l_max=self.l_max)
         with torch.no_grad():
-            new._set(lam, torch.as_tensor(B, dtype=torch.complex128), torch.as_tensor(C, dtype=torch.complex128),
-                     form["D"] if D is None else D, form["dt"] if dt is None else dt, dtype=self._float, device=self._device)
+            new._set(lam, B, C, D, dt, dtype=self._float, device=self._device)
         return new

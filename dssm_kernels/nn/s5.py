@@ -20,7 +20,8 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import SSMLayer, check_choice, check_dt_range, complex_dtype, log_uniform, ssm_param
+from dssm_kernels.nn._base import (SSMLayer, check_choice, check_dt_range, check_positive, complex_dtype, log_uniform,
+                                   seeded_generator, ssm_param)
 from dssm_kernels.nn.s4d import DISCRETISATIONS, discretise
 
 INITS = ("legs", "ptd")
@@ -71,11 +72,10 @@ class S5(SSMLayer):
         check_choice("S5", "init", init, INITS)
         check_choice("S5", "disc", disc, DISCRETISATIONS)
         check_dt_range("S5", dt_min, dt_max)
-        if not (isinstance(ptd_eps, (int, float)) and ptd_eps > 0):
-            raise ValueError(f"S5: ptd_eps must be a positive float, got {ptd_eps!r}")
+        check_positive("S5", "ptd_eps", ptd_eps)
         self.init, self.disc = init, disc
         N = d_state // 2
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        g = seeded_generator("S5", seed)
         lam, B, C = _init_modes(d_state, d_model, init, ptd_eps, g)
         kw = dict(dtype=dtype, device=device)
         ckw = dict(dtype=complex_dtype(dtype), device=device)

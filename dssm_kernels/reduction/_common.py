@@ -95,6 +95,23 @@ def check_rank(who: str, sys: DiagonalSystem, rank, *, required: bool) -> int | 
     return int(rank)
 
 
+def check_max_modes(who: str, max_modes) -> int | None:
+    """None or an int >= 1: the complex modes a reduced system may use."""
+    if max_modes is None:
+        return None
+    if isinstance(max_modes, bool) or not isinstance(max_modes, (int, np.integer)):
+        raise TypeError(f"{who}: max_modes must be an int (or None), got {type(max_modes).__name__}")
+    if max_modes < 1:
+        raise ValueError(f"{who}: max_modes must be >= 1 (or None), got {max_modes}")
+    return int(max_modes)
+
+
+def check_max_iter(who: str, max_iter) -> int:
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise ValueError(f"{who}: max_iter must be an int >= 0, got {max_iter!r}")
+    return int(max_iter)
+
+
 def check_tol(who: str, tol) -> float | None:
     if tol is None:
         return None

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dssm_kernels.reduction._common import (Piece, ReductionInfo, assemble, check_rank, check_system, check_tol,
-                                            modal_from_real, single_threaded)
+from dssm_kernels.reduction._common import (Piece, ReductionInfo, assemble, check_max_modes, check_rank, check_system,
+                                            check_tol, modal_from_real, single_threaded)
 from dssm_kernels.reduction.gramians import gramian_factors, resolve_horizon
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm, augmented_to_real
 
@@ -103,6 +103,7 @@ def balanced_truncation(sys: DiagonalSystem, rank: int | None = None, tol: float
     check_system(who, sys)
     rank = check_rank(who, sys, rank, required=False)
     tol = check_tol(who, tol)
+    max_modes = check_max_modes(who, max_modes)
     if rank is None and tol is None:
         raise ValueError(f"{who}: give rank or tol (or both), got neither")
     horizon = resolve_horizon(who, sys, horizon)

@@ -55,25 +55,25 @@ _MAX_HORIZON = 1e300          # beyond this a horizon (steps or time) no longer 
 
 
 # ------------------------------------------------------------------------------------- horizon
-def check_horizon(who: str, discrete: bool, horizon):
+def check_horizon(who: str, discrete: bool, horizon, name: str = "horizon"):
     """None, an int L >= 1 (discrete) or a float T > 0 (continuous; an int is taken as a time);
-    TypeError/ValueError naming `horizon` otherwise (bools are refused: True is not a horizon)."""
+    TypeError/ValueError naming `name` otherwise (bools are refused: True is not a horizon)."""
     if horizon is None:
         return None
     if discrete:
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-            raise TypeError(f"{who}: horizon of a discrete system must be an int number of steps, got {horizon!r} "
+            raise TypeError(f"{who}: {name} of a discrete system must be an int number of steps, got {horizon!r} "
                             f"({type(horizon).__name__})")
         if horizon < 1:
-            raise ValueError(f"{who}: horizon must be >= 1 step, got {horizon}")
+            raise ValueError(f"{who}: {name} must be >= 1 step, got {horizon}")
         if horizon > _MAX_HORIZON:
-            raise ValueError(f"{who}: horizon must be <= {_MAX_HORIZON:g} steps, got ~1e{int(math.log10(horizon))}")
+            raise ValueError(f"{who}: {name} must be <= {_MAX_HORIZON:g} steps, got ~1e{int(math.log10(horizon))}")
         return int(horizon)
     if isinstance(horizon, bool) or not isinstance(horizon, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{who}: horizon of a continuous system must be a float time T, got {horizon!r} "
+        raise TypeError(f"{who}: {name} of a continuous system must be a float time T, got {horizon!r} "
                         f"({type(horizon).__name__})")
     if not (horizon > 0 and horizon <= _MAX_HORIZON):   # also refuses NaN
-        raise ValueError(f"{who}: horizon must be a finite time T > 0 (at most {_MAX_HORIZON:g}), got {horizon}")
+        raise ValueError(f"{who}: {name} must be a finite time T > 0 (at most {_MAX_HORIZON:g}), got {horizon}")
     return float(horizon)
 
 

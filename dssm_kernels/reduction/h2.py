@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from dssm_kernels.reduction._common import Piece, ReductionInfo, assemble, check_rank, check_system, single_threaded
+from dssm_kernels.reduction._common import (Piece, ReductionInfo, assemble, check_max_iter, check_max_modes, check_rank,
+                                            check_system, single_threaded)
 from dssm_kernels.reduction.bt import Balancer
 from dssm_kernels.reduction.gramians import hankel_singular_values, resolve_horizon, weight
 from dssm_kernels.reduction.modal import modal_truncation
@@ -105,8 +106,8 @@ def h2_reduction(sys: DiagonalSystem, rank: int, init="bt", horizon=None, *, max
     check_system(who, sys)
     rank = check_rank(who, sys, rank, required=True)
     horizon = resolve_horizon(who, sys, horizon)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"{who}: max_iter must be an int >= 0, got {max_iter!r}")
+    max_iter = check_max_iter(who, max_iter)
+    max_modes = check_max_modes(who, max_modes)
     start, start_ranks = _start(who, sys, rank, init, horizon, max_modes)
     s0, sf = start.std, sys.std
     shape = (-1, s0.p.shape[-1])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dssm_kernels.reduction._common import ReductionInfo, check_rank, check_system, single_threaded
+from dssm_kernels.reduction._common import ReductionInfo, check_max_modes, check_rank, check_system, single_threaded
 from dssm_kernels.reduction.gramians import hankel_singular_values, resolve_horizon
 from dssm_kernels.reduction.norms import h2_inner
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm, pad_modes
@@ -60,6 +60,7 @@ def modal_truncation(sys: DiagonalSystem, rank: int, *, horizon=None, max_modes:
     who = "modal_truncation"
     check_system(who, sys)
     rank = check_rank(who, sys, rank, required=True)
+    max_modes = check_max_modes(who, max_modes)
     horizon = resolve_horizon(who, sys, horizon)
     s = sys.std
     dom = dominance(s, horizon)

@@ -21,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from dssm_kernels.nn._base import SSMLayer
-from dssm_kernels.reduction._common import check_tol, single_threaded
+from dssm_kernels.reduction._common import check_max_iter, check_tol, single_threaded
 from dssm_kernels.reduction.bt import Balancer, balanced_truncation
 from dssm_kernels.reduction.gramians import check_horizon, resolve_horizon
 from dssm_kernels.reduction.h2 import h2_reduction, stabilized
@@ -150,14 +150,19 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
         raise ValueError(f"reduce_model: method must be one of {METHODS}, got {method!r}")
     if (d_state is None) == (tol is None):
         raise ValueError(f"reduce_model: give exactly one of d_state and tol, got d_state={d_state!r}, tol={tol!r}")
-    if d_state is not None and (isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2
-                                or d_state % 2):
-        raise ValueError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
+    if d_state is not None:
+        if isinstance(d_state, bool) or not isinstance(d_state, (int, np.integer)):
+            raise TypeError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r} "
+                            f"({type(d_state).__name__})")
+        if d_state < 2 or d_state % 2:
+            raise ValueError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
+        d_state = int(d_state)
     tol = check_tol("reduce_model", tol)
     if tol is not None and method == "h2":
         raise ValueError("reduce_model: tol needs a method with a guaranteed bound ('bt' or 'modal'), got method='h2'")
     horizon = check_horizon("reduce_model", True, horizon)
-    measure_steps = check_horizon("reduce_model (measure_steps)", True, measure_steps)
+    measure_steps = check_horizon("reduce_model", True, measure_steps, name="measure_steps")
+    max_iter = check_max_iter("reduce_model", max_iter)
     new_model = copy.deepcopy(model)
     reports = []
     for parent, attr, name, layer in _ssm_layers(new_model):

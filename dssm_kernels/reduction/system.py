@@ -46,7 +46,7 @@ def _as_array(name: str, x, *, complex_: bool) -> np.ndarray:
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
         raise TypeError(f"DiagonalSystem: {name} must be a torch.Tensor, numpy array or number, got {type(x).__name__}")
-    if x.dtype.kind not in "biufc":
+    if x.dtype.kind not in "iufc":    # bools too: True is not a mode, a gain or a step
         raise TypeError(f"DiagonalSystem: {name} must be numeric, got dtype {x.dtype}")
     if not complex_ and x.dtype.kind == "c":
         raise TypeError(f"DiagonalSystem: {name} must be real, got dtype {x.dtype}")
@@ -181,12 +181,18 @@ class DiagonalSystem:
     @staticmethod
     def stack(systems: list["DiagonalSystem"], batch_shape: tuple | None = None) -> "DiagonalSystem":
         """Stack unbatched systems of equal N, dt-ness and disc into one of the given batch shape."""
-        if not systems:
+        if not isinstance(systems, (list, tuple)) or not systems:
             raise ValueError("DiagonalSystem.stack: systems must be a non-empty list")
+        others = sorted({type(s).__name__ for s in systems if not isinstance(s, DiagonalSystem)})
+        if others:
+            raise TypeError(f"DiagonalSystem.stack: systems must all be DiagonalSystems, got {others}")
         kinds = {(s.n_modes, s.dt is None, s.disc, s.batch_shape) for s in systems}
         if len(kinds) > 1:
             raise ValueError(f"DiagonalSystem.stack: systems differ in (N, continuous, disc, batch): {sorted(kinds)}")
         batch = tuple(batch_shape) if batch_shape is not None else (len(systems),)
+        if int(np.prod(batch)) != len(systems):
+            raise ValueError(f"DiagonalSystem.stack: batch_shape {batch} holds {int(np.prod(batch))} systems, "
+                             f"got {len(systems)}")
         st = lambda xs: np.stack(xs).reshape(batch + xs[0].shape)  # noqa: E731
         s0 = systems[0]
         return DiagonalSystem(st([s.lam for s in systems]), st([s.B for s in systems]), st([s.C for s in systems]),
@@ -201,7 +207,11 @@ class DiagonalSystem:
                 self.disc != other.disc or not np.array_equal(*np.broadcast_arrays(self.dt, other.dt)))):
             raise ValueError("DiagonalSystem: subtraction needs both systems continuous, "
                              "or discrete with one dt and disc")
-        batch = np.broadcast_shapes(self.batch_shape, other.batch_shape)
+        try:
+            batch = np.broadcast_shapes(self.batch_shape, other.batch_shape)
+        except ValueError:
+            raise ValueError(f"DiagonalSystem: subtraction needs broadcastable batch shapes, got {self.batch_shape} "
+                             f"and {other.batch_shape}") from None
         cat = lambda a, b: np.concatenate([np.broadcast_to(a, batch + a.shape[-1:]),  # noqa: E731
                                            np.broadcast_to(b, batch + b.shape[-1:])], -1)
         return DiagonalSystem(cat(self.lam, other.lam), cat(self.B, other.B), cat(self.C, -other.C),
@@ -233,9 +243,21 @@ class DiagonalSystem:
         C dB = r / p, D = d - 2 Re sum r / p. C B is split with |B| = |C| (B = 1, C = 0 where it is 0).
         A real pole p with real-system term rho / (x - p) is passed as r = rho / 2 (its twin adds the rest).
         """
-        p = np.asarray(p, dtype=np.complex128)
-        r = np.asarray(r, dtype=np.complex128)
-        d = np.asarray(d, dtype=np.float64)
+        p = _as_array("from_std: p", p, complex_=True)
+        r = _as_array("from_std: r", r, complex_=True)
+        d = _as_array("from_std: d", d, complex_=False)
+        try:
+            np.broadcast_shapes(p.shape, r.shape)
+        except ValueError:
+            raise ValueError(f"DiagonalSystem.from_std: p and r must broadcast to one shape (..., N), got {p.shape} "
+                             f"and {r.shape}") from None
+        if dt is not None:
+            dt = _as_array("from_std: dt", dt, complex_=False)
+            if np.any(dt <= 0):
+                raise ValueError(f"DiagonalSystem.from_std: dt must be > 0 (or None for continuous time), got min "
+                                 f"{dt.min()}")
+        if disc not in DISCRETISATIONS:
+            raise ValueError(f"DiagonalSystem.from_std: disc must be one of {DISCRETISATIONS}, got {disc!r}")
         if dt is None:
             lam, cb, D = p, r, d
         else:
