@@ -114,7 +114,10 @@ def test_hsv_invariant_under_state_scaling_and_mode_order(dt):
     perm = rng.permutation(7)
     other = DiagonalSystem(sys.lam[perm], (sys.B * s)[perm], (sys.C / s)[perm], sys.D, dt=dt)
     h0, h1 = hankel_singular_values(sys), hankel_singular_values(other)
-    assert np.max(np.abs(h0 - h1)) <= 1e-12 * h0[0]
+    # the square-root method promises eps ||Lp|| ||Lq|| = eps sqrt(||P|| ||Q||) per value (times ~n):
+    # the scaling makes that ~1.4e3 sigma_1 for `other`, so the former 1e-12 sigma_1 was below the promise
+    promise = max(np.sqrt(np.linalg.norm(P, 2) * np.linalg.norm(Q, 2)) for P, Q in (gramians(sys), gramians(other)))
+    assert np.max(np.abs(h0 - h1)) <= accumulated(14) * promise
 
 
 @pytest.mark.parametrize("L", [1, 5, 40])
