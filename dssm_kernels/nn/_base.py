@@ -235,28 +235,6 @@ class ConvSSMLayer(SSMLayer):
         silently: L = 0 gave an empty kernel, L = -1 one of l_max - 1)."""
         return check_int(f"{type(self).__name__}.kernel", "L", L)
 
-    def _modal_tensors(self, lam, B, C, D, dt):
-        """with_modal_form's arguments as complex128 lam, B, C (H, N) and float64 D, dt (H,) (None: this
-        layer's), checked: shapes, finite values, dt > 0."""
-        who = f"{type(self).__name__}.with_modal_form"
-        lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
-        if lam.dim() != 2 or lam.shape[0] != self.d_model or lam.shape[1] < 1:
-            raise ValueError(f"{who}: lam must be (H={self.d_model}, N) with N >= 1, got {tuple(lam.shape)}")
-        form = self.modal_form()
-        D = form["D"] if D is None else torch.as_tensor(D, dtype=torch.float64)
-        dt = form["dt"] if dt is None else torch.as_tensor(dt, dtype=torch.float64)
-        for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]),
-                               ("dt", dt, lam.shape[:1])):
-            if tuple(t.shape) != tuple(shape):
-                raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
-        for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite "
-                                 "value(s)")
-        if not bool((dt > 0).all()):
-            raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
-        return lam, B, C, D, dt
-
     @property
     def _conv_backend(self) -> str:
         """fftconv has no C++ kernels (torch's FFTs are native): a "cpp" layer convolves on "auto"."""
@@ -280,6 +258,28 @@ class DiagonalConvLayer(ConvSSMLayer):
     @abc.abstractmethod
     def discrete(self):
         """(dA, dB, C, log dA), complex (H, N) each."""
+
+    def _modal_tensors(self, lam, B, C, D, dt):
+        """with_modal_form's arguments as complex128 lam, B, C (H, N) and float64 D, dt (H,) (None: this
+        layer's), checked: shapes, finite values, dt > 0."""
+        who = f"{type(self).__name__}.with_modal_form"
+        lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
+        if lam.dim() != 2 or lam.shape[0] != self.d_model or lam.shape[1] < 1:
+            raise ValueError(f"{who}: lam must be (H={self.d_model}, N) with N >= 1, got {tuple(lam.shape)}")
+        form = self.modal_form()
+        D = form["D"] if D is None else torch.as_tensor(D, dtype=torch.float64)
+        dt = form["dt"] if dt is None else torch.as_tensor(dt, dtype=torch.float64)
+        for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]),
+                               ("dt", dt, lam.shape[:1])):
+            if tuple(t.shape) != tuple(shape):
+                raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
+        for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite "
+                                 "value(s)")
+        if not bool((dt > 0).all()):
+            raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
+        return lam, B, C, D, dt
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""

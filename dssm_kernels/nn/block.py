@@ -50,19 +50,19 @@ class ResidualBlock(nn.Module):
     def _mix(self, y: torch.Tensor) -> torch.Tensor:
         return self.drop(self.out(self.act(y)))
 
-    def _check_input(self, who: str, name: str, x, shape: str) -> None:
-        """x: real, the layer's dtype and device, (..., H) with the ndim `shape` names."""
+    def _check_input(self, who: str, name: str, x, sequence: bool) -> None:
+        """x: real, the layer's dtype and device, (B, L, H) (sequence) or (B, H)."""
         layer = self.layer
         check_real_input(who, name, x, layer._float, layer._device)
-        want = shape.count(",") + 1
-        if x.dim() != want or x.shape[-1] != layer.d_model:
-            raise ValueError(f"{who}: {name} must be {shape} with H = d_model = {layer.d_model}, got {tuple(x.shape)}")
+        if x.dim() != (3 if sequence else 2) or x.shape[-1] != layer.d_model:
+            raise ValueError(f"{who}: {name} must be {'(B, L, H)' if sequence else '(B, H)'} with H = d_model = "
+                             f"{layer.d_model}, got {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor, mode: str = "conv") -> torch.Tensor:
         """x (B, L, H). mode "conv": the layer's forward (training); "scan": its recurrent view over the
         sequence (same output; the cheaper one at small state sizes on a CPU)."""
         check_choice("ResidualBlock", "mode", mode, MODES)
-        self._check_input("ResidualBlock", "x", x, "(B, L, H)")
+        self._check_input("ResidualBlock", "x", x, sequence=True)
         u = self.norm(x) if self.prenorm else x
         z = self._mix(self.layer(u) if mode == "conv" else self.layer.scan(u)[0])
         return x + z if self.prenorm else self.norm(x + z)
@@ -73,7 +73,7 @@ class ResidualBlock(nn.Module):
     def step(self, x_t: torch.Tensor, state):
         """x_t (B, H) -> (y_t (B, H), new state). state: the layer's (default_state(B), a previous
         step's, or None for the zero state)."""
-        self._check_input("ResidualBlock.step", "x_t", x_t, "(B, H)")
+        self._check_input("ResidualBlock.step", "x_t", x_t, sequence=False)
         y, state = self.layer.step(self.norm(x_t) if self.prenorm else x_t, state)
         z = self._mix(y)
         return (x_t + z if self.prenorm else self.norm(x_t + z)), state

@@ -206,8 +206,9 @@ def _compress(F: np.ndarray) -> np.ndarray:
 
 
 def _propagator(logx: np.ndarray, zero: np.ndarray, m: int) -> np.ndarray:
-    """x^m = exp(m log x) (0 where x = 0), m >= 1 steps."""
-    return np.where(zero, 0, np.exp(float(m) * logx))
+    """x^m = exp(m log x) (0 where x = 0), m >= 1 steps; inf where it overflows (reported by _grow)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(zero, 0, np.exp(float(m) * logx))
 
 
 def _grow(F: np.ndarray, E: np.ndarray, G: np.ndarray, who: str, horizon) -> np.ndarray:
@@ -238,10 +239,13 @@ def finite_gram_factor(x, g, discrete: bool, horizon, who: str = "gramians") -> 
     h = math.ldexp(horizon, -k)                    # T / 2^k exactly: max|x| h <= 4
     nodes, weights = np.polynomial.legendre.leggauss(_GL_NODES)
     t = h * (1 + nodes) / 2
-    F = _compress(np.sqrt(h * weights / 2) * g[:, None] * np.exp(x[:, None] * t))
+    with np.errstate(over="ignore", invalid="ignore"):
+        F = np.sqrt(h * weights / 2) * g[:, None] * np.exp(x[:, None] * t)
     _check_finite(who, F, horizon)
+    F = _compress(F)
     for j in range(k):                             # P_2a = P_a + exp(x a) P_a exp(x a)*,  a = h 2^j
-        E = np.exp(math.ldexp(h, j) * x)
+        with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported by _grow
+            E = np.exp(math.ldexp(h, j) * x)
         if not np.any(E):
             break
         F = _grow(F, E, F, who, horizon)

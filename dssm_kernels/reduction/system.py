@@ -35,7 +35,8 @@ PAD_LAM = -0.5 + 0.0j
 # A standard pole counts as real when its imaginary part is below this fraction of its modulus
 # (a discrete pole from lam with dt Im lam = pi is real only up to rounding).
 REAL_POLE_RTOL = 64 * np.finfo(np.float64).eps
-KERNEL_CHUNK = 512                 # lags of DiagonalSystem.kernel computed at once
+KERNEL_CHUNK = 512                 # lags of DiagonalSystem.kernel computed at once ...
+KERNEL_CHUNK_ELEMENTS = 1 << 22    # ... or fewer, so that the powers dA^l held at once stay <= 64 MiB
 MAX_KERNEL_SAMPLES = 1 << 28       # DiagonalSystem.kernel's output limit (float64: 2 GiB)
 
 
@@ -285,7 +286,7 @@ class DiagonalSystem:
     def kernel(self, L: int) -> np.ndarray:
         """Discrete impulse response K (..., L): K[l] = 2 Re(sum_n C dB dA^l) + D [l = 0].
 
-        Built KERNEL_CHUNK lags at a time (no (..., N, L) intermediate); at most MAX_KERNEL_SAMPLES
+        Built a chunk of lags at a time (no (..., N, L) intermediate); at most MAX_KERNEL_SAMPLES
         samples in all (norms over longer horizons: reduction.h2_norm, in closed form)."""
         if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
             raise ValueError(f"DiagonalSystem.kernel: L must be an int >= 1, got {L!r}")
@@ -297,8 +298,9 @@ class DiagonalSystem:
         dA, dB = self.discretized()
         cb = self.C * dB
         K = np.empty(self.batch_shape + (int(L),))
-        for l0 in range(0, L, KERNEL_CHUNK):
-            pw = dA[..., None] ** np.arange(l0, min(L, l0 + KERNEL_CHUNK))
+        chunk = max(16, min(KERNEL_CHUNK, KERNEL_CHUNK_ELEMENTS // max(1, n_sys * self.n_modes)))
+        for l0 in range(0, L, chunk):
+            pw = dA[..., None] ** np.arange(l0, min(L, l0 + chunk))
             K[..., l0:l0 + pw.shape[-1]] = 2 * np.einsum("...n,...nl->...l", cb, pw).real
         K[..., 0] += self.D
         return K
