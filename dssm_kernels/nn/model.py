@@ -96,8 +96,9 @@ class SequenceClassifier(nn.Module):
 
     def _encode(self, who: str, name: str, x: torch.Tensor, sequence: bool) -> torch.Tensor:
         """Check x ((B, L) token ids or (B, L, d_input) features; one time step without the L) and encode
-        it. Token ids are range-checked (one host sync) except while torch.compile traces, where the
-        check would break the graph: an out-of-range id then fails inside the embedding."""
+        it. Token ids are range-checked (one host sync) except while torch.compile traces or a CUDA graph
+        is captured, where a sync would break the graph or the capture: an out-of-range id then fails
+        inside the embedding."""
         p = self.decoder.weight
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(x).__name__}")
@@ -110,7 +111,8 @@ class SequenceClassifier(nn.Module):
                                  f"got shape {tuple(x.shape)}")
             if x.device != p.device:
                 raise ValueError(f"{who}: {name} is on {x.device}, the model on {p.device}")
-            if not torch.compiler.is_compiling():
+            capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
+            if not (torch.compiler.is_compiling() or capturing):
                 bad = (x < 0) | (x >= V)
                 if bool(bad.any()):
                     at = tuple(int(i) for i in bad.nonzero()[0])
