@@ -41,7 +41,7 @@ def _init_modes(d_state: int, d_model: int, init: str, ptd_eps: float, g: torch.
         r = hippo.ptd(d_state, eps=ptd_eps)
         keep = np.argsort(-r.Lambda.imag, kind="stable")[:N]  # the Im >= 0 half (real eigenvalues fill the rest)
         lam, V, Vinv = r.Lambda[keep], r.V[:, keep], np.linalg.inv(r.V)[keep]
-    lam = torch.as_tensor(lam)
+    lam = torch.as_tensor(lam).to(torch.complex128)   # eig returns a real array when every eigenvalue is real (d_state 2)
     lam = torch.complex(lam.real.clamp(max=-MIN_DECAY), lam.imag)
     B = torch.as_tensor(Vinv).to(torch.complex128) @ B0.to(torch.complex128)
     C = C0 @ torch.as_tensor(V).to(torch.complex128)
