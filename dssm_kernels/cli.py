@@ -104,8 +104,7 @@ def cmd_demo(a) -> int:
 
 def cmd_train(a) -> int:
     from dssm_kernels.nn import SequenceClassifier
-    from dssm_kernels.tasks.training import accuracy, fit
-    from dssm_kernels.workflows import checkpoint, preflight
+    from dssm_kernels.workflows import checkpoint, preflight, training
     preflight.writable_file(a.out, "--out")            # before training: a failing save would lose the model
     try:
         t = tasks.load(a.task, seed=a.seed, **_task_options(a.task_option))
@@ -114,9 +113,9 @@ def cmd_train(a) -> int:
     print(t.describe(), flush=True)
     model = SequenceClassifier(t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=a.layer,
                                d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
-    hist = fit(model, t, epochs=a.epochs, lr=a.lr, seed=a.seed, progress=not a.no_progress)
-    checkpoint.save(a.out, model, t, history=vars(hist))
-    print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc, "test_acc": accuracy(model, t.test),
+    hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, seed=a.seed, progress=not a.no_progress)
+    checkpoint.save(a.out, model, t, history=hist.records())
+    print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc, "test_acc": training.accuracy(model, t.test),
                       "seconds": hist.seconds[-1]}, indent=1))
     return 0
 
@@ -143,9 +142,9 @@ def _same_file(a: str, b: str) -> bool:
 
 def cmd_reduce(a) -> int:
     from dssm_kernels import reduction as R
-    from dssm_kernels.tasks.training import accuracy
     from dssm_kernels.workflows import checkpoint, preflight
-    from dssm_kernels.workflows.demo import _jsonable
+    from dssm_kernels.workflows.reporting import jsonable
+    from dssm_kernels.workflows.training import accuracy
     if a.tol is not None and a.method not in ("bt", "modal"):
         raise ValueError("--tol needs --method bt or modal (their error bounds choose the size), "
                          f"got --method {a.method}")
@@ -175,9 +174,9 @@ def cmd_reduce(a) -> int:
                "test_acc_before": accuracy(model, t.test), "test_acc_after": accuracy(small, t.test),
                "ssm_params_before": checkpoint.ssm_parameter_count(model),
                "ssm_params_after": checkpoint.ssm_parameter_count(small)}
-    checkpoint.save(out, small, t, parent=a.checkpoint, reduction={**request, "report": _jsonable(report)})
+    checkpoint.save(out, small, t, parent=a.checkpoint, reduction={**request, "report": jsonable(report)})
     with open(report_file, "w") as f:
-        json.dump({**summary, "report": _jsonable(report)}, f, indent=1)
+        json.dump({**summary, "report": jsonable(report)}, f, indent=1)
     print(_reduce_summary(summary, report, report_file, len(sizes)))
     return 0
 
@@ -200,8 +199,8 @@ def _reduce_summary(s: dict, report, report_file: str, n_layers: int) -> str:
 
 
 def cmd_eval(a) -> int:
-    from dssm_kernels.tasks.training import accuracy
     from dssm_kernels.workflows import checkpoint
+    from dssm_kernels.workflows.training import accuracy
     rows = []
     for path in a.checkpoints:
         model, t, _ = checkpoint.load(path)

@@ -23,7 +23,7 @@ import torch
 from dssm_kernels import tasks
 from dssm_kernels.nn import SequenceClassifier
 from dssm_kernels.reduction import reduce_model
-from dssm_kernels.tasks.training import accuracy, fit
+from dssm_kernels.workflows.training import accuracy, fit
 
 
 def evaluate(model, red, rep, task, logits) -> dict:

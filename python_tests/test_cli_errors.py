@@ -30,7 +30,7 @@ def folder(tmp_path_factory):
 @pytest.fixture
 def no_training(monkeypatch):
     """Training fails the test: what is checked here must be refused before any training starts."""
-    from dssm_kernels.tasks import training
+    from dssm_kernels.workflows import training
 
     def fit(*args, **kwargs):
         raise AssertionError("training started")
@@ -225,7 +225,7 @@ def test_demo_and_experiment_check_their_folder_first(tmp_path, capsys, no_train
 
 
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
-    from dssm_kernels.tasks import training
+    from dssm_kernels.workflows import training
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

@@ -14,7 +14,7 @@ import torch
 from dssm_kernels.cli import main
 from dssm_kernels.nn import S5
 from dssm_kernels.workflows import _exp_common as E
-from dssm_kernels.workflows import experiments
+from dssm_kernels.workflows import experiments, reporting
 from dssm_kernels.workflows import exp_bt_init, exp_ptd_robustness as ptd
 
 
@@ -178,6 +178,6 @@ def test_bad_name_and_arguments(tmp_path, capsys):
     assert main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "argument name: invalid choice: 'nope'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="md_table: a row has 1 cells, the header 2"):
-        E.md_table(["a", "b"], [["x"]])
+        reporting.md_table(["a", "b"], [["x"]])
     assert re.fullmatch(r"dssm experiment compression --quick", E.command("compression", "docs/experiments", True,
                                                                              "docs/experiments"))

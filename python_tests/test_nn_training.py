@@ -13,7 +13,7 @@ import torch
 
 from dssm_kernels import tasks
 from dssm_kernels.nn import SequenceClassifier
-from dssm_kernels.tasks.training import accuracy, fit
+from dssm_kernels.workflows.training import accuracy, fit
 
 
 @pytest.mark.parametrize("layer", ["s4d", "dss"])

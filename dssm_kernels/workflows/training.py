@@ -1,4 +1,5 @@
-"""Training and evaluation of a classifier on a Task: what the tests, the demo and the CLI share."""
+"""Training and evaluation of a classifier on a Task: what `dssm train`, the demo, the experiments and the
+tests share."""
 from __future__ import annotations
 
 import time
@@ -9,11 +10,7 @@ from torch import nn
 
 from dssm_kernels.nn import param_groups
 from dssm_kernels.tasks._common import Split, Task
-
-try:  # progress bars when tqdm is there; the loop runs the same without
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
+from dssm_kernels.workflows import reporting
 
 
 @dataclass
@@ -22,6 +19,10 @@ class History:
     train_loss: list = field(default_factory=list)
     val_acc: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+
+    def records(self) -> dict:
+        """The per-epoch lists as plain values: what a checkpoint keeps."""
+        return {"train_loss": list(self.train_loss), "val_acc": list(self.val_acc), "seconds": list(self.seconds)}
 
 
 def _batches(split: Split, batch_size: int, g: torch.Generator | None):
@@ -62,9 +63,7 @@ def fit(model: nn.Module, task: Task, *, epochs: int = 5, lr: float = 1e-2, weig
     dtype = next(model.parameters()).dtype
     hist = History()
     start = time.perf_counter()
-    epoch_iter = range(epochs)
-    if progress and tqdm is not None:
-        epoch_iter = tqdm(epoch_iter, desc="train", unit="epoch", leave=False)
+    epoch_iter = reporting.progress_bar(range(epochs), progress, desc="train", unit="epoch", leave=False)
     for _ in epoch_iter:
         model.train()
         total, n = 0.0, 0
@@ -79,7 +78,7 @@ def fit(model: nn.Module, task: Task, *, epochs: int = 5, lr: float = 1e-2, weig
         hist.train_loss.append(total / n)
         hist.val_acc.append(accuracy(model, task.val))
         hist.seconds.append(time.perf_counter() - start)
-        if progress and tqdm is not None:
+        if hasattr(epoch_iter, "set_postfix"):
             epoch_iter.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", val_acc=f"{hist.val_acc[-1]:.3f}")
         if max_seconds is not None and hist.seconds[-1] > max_seconds:
             break
