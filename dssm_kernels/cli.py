@@ -1,7 +1,7 @@
 """The `dssm` command: the demo, and each of its steps on a user's own checkpoint.
 
     dssm demo [--out DIR] [--epochs N] ...          train, reduce (bt / modal / h2), retrain, time; one table
-    dssm train --task NAME --layer KIND --out CKPT  train a classifier on a built-in task
+    dssm train --task NAME --layer KIND --out CKPT  train a classifier on a built-in task (torchrun: on N processes)
     dssm reduce CKPT (--d-state R | --tol T) [--method bt|modal|h2] [--out CKPT]
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
     dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
@@ -24,6 +24,7 @@ from dssm_kernels import tasks
 from dssm_kernels.nn import LAYERS
 from dssm_kernels.reduction.model import METHODS
 from dssm_kernels.workflows import experiments
+from dssm_kernels.workflows.distributed import DEFAULT_TIMEOUT_S
 from dssm_kernels.workflows.timing import MODES
 
 # Bounds of the size flags: a typo (an extra zero or three) is an error at once, not an allocation of
@@ -103,20 +104,38 @@ def cmd_demo(a) -> int:
 
 
 def cmd_train(a) -> int:
+    import torch
+
     from dssm_kernels.nn import SequenceClassifier
-    from dssm_kernels.workflows import checkpoint, preflight, training
+    from dssm_kernels.workflows import checkpoint, distributed, preflight, training
     preflight.writable_file(a.out, "--out")            # before training: a failing save would lose the model
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device (a CPU-only torch build, or no driver)")
     try:
         t = tasks.load(a.task, seed=a.seed, **_task_options(a.task_option))
     except (ValueError, TypeError) as e:
         raise type(e)(f"--task {a.task} / --task-option: {e}") from None
-    print(t.describe(), flush=True)
-    model = SequenceClassifier(t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=a.layer,
-                               d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
-    hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, seed=a.seed, progress=not a.no_progress)
-    checkpoint.save(a.out, model, t, history=hist.records())
-    print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc, "test_acc": training.accuracy(model, t.test),
-                      "seconds": hist.seconds[-1]}, indent=1))
+    # under torchrun: join the process group (gloo on CPU, nccl on CUDA); a plain run stays one process
+    world = distributed.init_from_env(device=a.device, timeout_s=a.dist_timeout)
+    try:
+        if a.batch_size < world.size:
+            raise ValueError(f"--batch-size {a.batch_size} is the global batch, split over the {world.size} "
+                             "processes: give at least one sample per process")
+        if world.is_main:
+            print(t.describe() + (f"; {world.size} processes" if world.size > 1 else ""), flush=True)
+        model = SequenceClassifier(t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=a.layer,
+                                   d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
+        if a.device == "cuda":
+            model = model.to(f"cuda:{world.local_rank}")
+        hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+                            progress=not a.no_progress)
+        if world.is_main:                               # one checkpoint and one report, from rank 0
+            model = hist.model.cpu()
+            checkpoint.save(a.out, model, t, history=hist.records())
+            print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc,
+                              "test_acc": training.accuracy(model, t.test), "seconds": hist.seconds[-1]}, indent=1))
+    finally:
+        distributed.shutdown()
     return 0
 
 
@@ -306,11 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("train", "train a classifier on a built-in task and save a checkpoint",
                 "Train a sequence classifier on a built-in task and write a checkpoint holding its config, weights "
-                "and task. --out is checked before training. Prints the task, then a JSON line of accuracies.",
+                "and task. --out is checked before training. Prints the task, then a JSON line of accuracies. "
+                "Data-parallel on N processes: torchrun --nproc-per-node N -m dssm_kernels train ... (each process "
+                "reads its share of every batch; rank 0 validates, prints and writes the checkpoint).",
                 cmd_train)
     model_args(s, 64, 64, 8)
     s.add_argument("--task-option", action="append", type=_task_option, metavar="KEY=VALUE",
                    help="a task option, repeatable, e.g. seq_len=128 or n_train=500 (default: the task's defaults)")
+    s.add_argument("--batch-size", type=_int_type(1, MAX_BATCH), default=64,
+                   help="sequences per optimizer step, over all processes together (default %(default)s)")
+    s.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where to train; under torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
+    s.add_argument("--dist-timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="under torchrun: how long a process waits for the others before the run fails "
+                        "(default %(default)s)")
     s.add_argument("--out", required=True, help="checkpoint path to write (required)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
