@@ -389,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _rank_tag() -> str:
+    """' (rank R of W)' in a process torchrun started for a run of W > 1 processes, else '': each rank
+    reports its own errors, and the reader must know whose."""
+    rank, size = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    return f" (rank {rank} of {size})" if rank.isdigit() and size.isdigit() and int(size) > 1 else ""
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
 
@@ -402,7 +409,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:      # --help (0) or a usage error (2): argparse has printed it
         return e.code if isinstance(e.code, int) else 2
-    where = f"dssm {args.command}"
+    where = f"dssm {args.command}{_rank_tag()}"
     try:
         status = args.func(args)
         sys.stdout.flush()       # a closed pipe shows here, not in the interpreter's exit

@@ -150,7 +150,7 @@ def test_hook_and_argument_errors(task, monkeypatch):
     with pytest.raises(TypeError, match="model_hook must return None, an nn.Module .* or a ModelSwap, got str after "
                                         "step 1"):
         fit(model, task, model_hook=lambda m, s, o: "smaller", **kw)
-    with pytest.raises(ValueError, match="returned after step 1 has torch.float64 on cpu; the trained one torch.float32"):
+    with pytest.raises(ValueError, match="after step 1 has torch.float64 on cpu; the trained one torch.float32"):
         fit(model, task, model_hook=lambda m, s, o: rebuilt(m).double(), **kw)
     with pytest.raises(ValueError, match="has 1 optimizer parameter groups .*, the trained one 2"):
         fit(model, task, model_hook=lambda m, s, o: nn.Linear(2, 2), **kw)
@@ -212,4 +212,9 @@ def test_dssm_train_distributed_flags(tmp_path, capsys, clean_env):
         assert "dssm train: error: --device cuda: torch sees no CUDA device" in capsys.readouterr().err
     clean_env.setenv("WORLD_SIZE", "2")      # a torchrun environment with its rendezvous variables lost
     assert main(base) == 2
-    assert "WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT unset" in capsys.readouterr().err
+    assert "dssm train: error: distributed: WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT unset" in \
+        capsys.readouterr().err
+    clean_env.setenv("RANK", "1")            # under torchrun each rank's error says whose it is
+    assert main(base) == 2
+    assert "dssm train (rank 1 of 2): error: distributed: WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT unset" in \
+        capsys.readouterr().err

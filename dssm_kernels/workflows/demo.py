@@ -115,7 +115,8 @@ def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss"
                "skew_hippo_init": training.accuracy(skew, t.test), "bt_val": h_bt.val_acc, "skew_val": h_sk.val_acc}
         res["retrained"].append(row)
         checkpoint.save(os.path.join(out, f"bt{r}-retrained.pt"), bt, t, history=h_bt.records())
-        log(f"retrain d_state={r:3d}: BT-initialised {row['bt_init']:.3f}, Skew-HiPPO-initialised {row['skew_hippo_init']:.3f}")
+        log(f"retrain d_state={r:3d}: BT-initialised {row['bt_init']:.3f}, "
+            f"Skew-HiPPO-initialised {row['skew_hippo_init']:.3f}")
 
     x = t.test[0][:time_batch]
     models = {d_state: full, **{r: bt_models[r] for r in sorted(bt_models, reverse=True)}}
