@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from dssm_kernels.nn._base import ssm_optim_tags
 from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
 from dssm_kernels.nn.dss import DSS
 from dssm_kernels.nn.model import SequenceClassifier
@@ -24,8 +25,9 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise ValueError(f"param_groups: {name} must be a finite number >= 0, got {value!r}")
     plain, special = [], {}
+    tags = ssm_optim_tags(model)
     for p in model.parameters():
-        opts = getattr(p, "_dssm_optim", None)
+        opts = tags.get(id(p))
         if opts is None:
             plain.append(p)
         else:

@@ -117,13 +117,30 @@ def crandn(*shape, g: torch.Generator | None) -> torch.Tensor:
 def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | None) -> None:
     """Register an SSM parameter (A, dt, B) that carries its own learning rate and no weight decay;
     dssm_kernels.nn.param_groups reads the tag. Complex values are stored as real views (..., 2) so
-    every optimiser and state_dict handles them."""
+    every optimiser and state_dict handles them.
+
+    The tag lives in the module's SSM_OPTIM dict, not on the Parameter: copy.deepcopy of a model makes
+    new Parameters without their Python attributes (a copied model then trained its SSM parameters at
+    the ordinary learning rate), while a module's own attributes are copied with it."""
     check_positive(type(module).__name__, "ssm_lr", lr, allow_none=True)
     if value.is_complex():
         value = torch.view_as_real(value)
-    p = nn.Parameter(value.contiguous())
-    p._dssm_optim = {"lr": lr, "weight_decay": 0.0}
-    module.register_parameter(name, p)
+    module.register_parameter(name, nn.Parameter(value.contiguous()))
+    module.__dict__.setdefault(SSM_OPTIM, {})[name] = {"lr": lr, "weight_decay": 0.0}
+
+
+SSM_OPTIM = "_ssm_optim"   # module attribute: {parameter name: {"lr": float | None, "weight_decay": 0.0}}
+
+
+def ssm_optim_tags(model: nn.Module) -> dict[int, dict]:
+    """{id(parameter): its optimiser settings} for every SSM parameter of `model` (see ssm_param)."""
+    tags = {}
+    for module in model.modules():
+        for name, opts in module.__dict__.get(SSM_OPTIM, {}).items():
+            p = module._parameters.get(name)
+            if p is not None:
+                tags[id(p)] = opts
+    return tags
 
 
 class SSMLayer(nn.Module, abc.ABC):
