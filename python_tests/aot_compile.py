@@ -85,11 +85,41 @@ def specs(fp):
     ]
 
 
+def absent_specs(fp):
+    """The launchers pass None for an absent input or unwanted output, with its HAS_* / NEED_* flag
+    off: each kernel once with every optional pointer None (a constexpr None in the signature)."""
+    variants = {
+        ("vandermonde", "power_sums_kernel"): {"ds_ptr": None, "WITH_DERIV": False},
+        ("cauchy", "cauchy_modes_kernel"): {"gv_ptr": None, "NEED_V": False},
+        ("fftconv", "spectral_products_kernel"): {"u_ptr": None, "acc_ptr": None, "WITH_SUM": False},
+        ("fftconv", "epilogue_kernel"): {"x_ptr": None, "d_ptr": None, "HAS_D": False},
+        ("ssm_scan", "ssm_scan_fwd_kernel"): {"D_ptr": None, "state_ptr": None, "ckpt_ptr": None, "HAS_D": False,
+                                              "HAS_STATE": False, "SAVE_CKPT": False},
+        ("ssm_scan", "ssm_scan_bwd_kernel"): {"D_ptr": None, "glast_ptr": None, "HAS_D": False, "HAS_GLAST": False},
+        ("diag_scan", "diag_scan_fwd_kernel"): {"state_ptr": None, "HAS_STATE": False},
+        ("diag_scan", "diag_scan_bwd_kernel"): {"state_ptr": None, "gxs_ptr": None, "glast_ptr": None, "gv_ptr": None,
+                                                "gdA_ptr": None, "HAS_STATE": False, "HAS_GXS": False,
+                                                "HAS_GLAST": False, "NEED_GV": False, "NEED_GDA": False},
+        ("ssm_step", "ssm_step_fwd_kernel"): {"state_ptr": None, "D_ptr": None, "HAS_STATE": False, "HAS_D": False},
+        ("ssm_step", "ssm_step_bwd_kernel"): {"state_ptr": None, "D_ptr": None, "gnew_ptr": None, "gstate_ptr": None,
+                                              "gdA_ptr": None, "HAS_STATE": False, "HAS_D": False, "HAS_GNEW": False},
+    }
+    out, done = [], set()
+    for mod, name, sig, consts in specs(fp):
+        change = variants.get((mod, name))
+        if change is None or (mod, name) in done or (consts.get("NATIVE") is False):
+            continue
+        done.add((mod, name))
+        out.append((mod, name, {k: v for k, v in sig.items() if k not in change},
+                    {**consts, **change}))
+    return out
+
+
 def _compile(job):
     """Compile one (fp, spec index, target index); returns an error line or None."""
     import importlib
     fp, i, t = job
-    mod, name, sig, consts = specs(fp)[i]
+    mod, name, sig, consts = (specs(fp) + absent_specs(fp))[i]
     target = TARGETS[t]
     fn = getattr(importlib.import_module(f"dssm_kernels.triton.{mod}"), name)
     full_sig = dict(sig, **{k: "constexpr" for k in consts})
@@ -107,8 +137,11 @@ def _compile(job):
 def main(pattern=""):
     from concurrent.futures import ProcessPoolExecutor
     # float32 for every target; float64 (the oracle's precision, rarely run on GPUs) for the newest
-    jobs = [(fp, i, t) for fp in ("fp32", "fp64") for i, (mod, name, _, _) in enumerate(specs(fp))
-            if pattern in f"{mod}.{name}" for t in range(len(TARGETS)) if fp == "fp32" or t == len(TARGETS) - 1]
+    # the absent-pointer variants: float32 for the newest target
+    newest = len(TARGETS) - 1
+    jobs = [(fp, i, t) for fp in ("fp32", "fp64") for i, (mod, name, _, _) in enumerate(specs(fp) + absent_specs(fp))
+            if pattern in f"{mod}.{name}" for t in range(len(TARGETS))
+            if (fp == "fp32" or t == newest) and (i < len(specs(fp)) or (fp == "fp32" and t == newest))]
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         failures = [f for f in pool.map(_compile, jobs) if f]

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+import dssm_kernels as dk
 from dssm_kernels._backend import cpp_unavailable_reason
 
 NS = (1, 3, 32, 33)
@@ -48,3 +49,28 @@ def backends_under_test(has_cpp: bool = True) -> list[str]:
     """Triton always (compiled on a GPU, interpreted on a CPU); "cpp" where the op has C++ kernels and
     the extension is built (test_extension.py fails CI if it should have been and was not)."""
     return ["triton"] + (["cpp"] if has_cpp and cpp_unavailable_reason() is None else [])
+
+
+OPS = ("vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step", "diag_scan")
+
+
+def tiny_call(op: str, seed: int = 3):
+    """(call, args) for one small call of `op`: args are float64 / complex128 tensors, all of them
+    differentiable, and call(backend, *args) runs the op on `backend` (sizes the Triton interpreter
+    runs in a blink)."""
+    g = gen(seed)
+    H, N, L, B = 3, 4, 9, 2
+    real = lambda *shape: torch.randn(shape, dtype=torch.float64, generator=g)  # noqa: E731
+    dA = torch.exp(stable_modes(H, N, g=g))
+    args = {
+        "vandermonde": lambda: (crandn(H, N, g=g), stable_modes(H, N, g=g)),
+        "vandermonde_transpose": lambda: (real(H, L), crandn(H, N, g=g), stable_modes(H, N, g=g)),
+        "cauchy": lambda: (crandn(H, N, g=g), crandn(L, g=g), stable_modes(H, N, g=g, decay=(0.1, 1.0))),
+        "fftconv": lambda: (real(B, H, L), real(H, L), real(H)),
+        "ssm_scan": lambda: (real(B, H, L), dA, crandn(H, N, g=g), crandn(H, N, g=g), real(H), crandn(B, H, N, g=g)),
+        "ssm_step": lambda: (real(B, H), crandn(B, H, N, g=g), dA, crandn(H, N, g=g), crandn(H, N, g=g), real(H)),
+        "diag_scan": lambda: (crandn(B, L, N, g=g), dA[0], crandn(B, N, g=g)),
+    }[op]()
+    if op == "vandermonde":
+        return (lambda backend, v, x: dk.vandermonde(v, x, L, backend=backend)), args
+    return (lambda backend, *a: getattr(dk, op)(*a, backend=backend)), args

@@ -1,16 +1,14 @@
 """diag_scan: parity with the float64 reference, agreement with ssm_scan, gradcheck, edge sizes, bad input."""
-import importlib
-
 import pytest
 import torch
 
 from cases import backends_under_test, crandn, gen, stable_modes
 from dssm_kernels._backend import cpp_unavailable_reason
+from dssm_kernels.ops import diag_scan as scan_module
 from dssm_kernels.ops.diag_scan import diag_scan, diag_scan_ref
 from dssm_kernels.ops.ssm_scan import ssm_scan_ref
 from parity import check_parity, rel_rms
 
-scan_module = importlib.import_module("dssm_kernels.ops.diag_scan")  # the package attribute is the function
 BACKENDS = backends_under_test()
 
 # (B, L, N, dA (B, N) rather than (N,), start state): every N of {1, 3, 32, 33} and L of

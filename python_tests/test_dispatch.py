@@ -4,6 +4,7 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import _backend
+from dssm_kernels.ops.vandermonde import KERNELS  # the backends implementing vandermonde's primitives
 
 C64 = torch.complex64
 
@@ -45,9 +46,9 @@ def test_auto_on_cpu_is_the_fastest_cpu_path():
     """C++ where built, else the reference; never the (far slower) Triton interpreter."""
     cpu = torch.device("cpu")
     expected = "cpp" if _backend.cpp_unavailable_reason() is None else "reference"
-    assert _backend.resolve_backend("vandermonde", "auto", cpu, has_cpp=True) == expected
+    assert _backend.resolve_backend("vandermonde", "auto", cpu, KERNELS) == expected
     # an op without C++ kernels runs the reference
-    assert _backend.resolve_backend("fftconv", "auto", cpu, has_cpp=False) == "reference"
+    assert _backend.resolve_backend("fftconv", "auto", cpu, ("triton",)) == "reference"
 
 
 def test_cpp_unavailable_warns_once(monkeypatch):
@@ -56,11 +57,11 @@ def test_cpp_unavailable_warns_once(monkeypatch):
     cpu = torch.device("cpu")
     with pytest.warns(RuntimeWarning, match=r"'cpp' is unavailable, so CPU tensors run the plain-torch reference: "
                                              r"it was switched off \(test\)"):
-        assert _backend.resolve_backend("vandermonde", "auto", cpu, has_cpp=True) == "reference"
+        assert _backend.resolve_backend("vandermonde", "auto", cpu, KERNELS) == "reference"
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _backend.resolve_backend("cauchy", "auto", cpu, has_cpp=True) == "reference"
+        assert _backend.resolve_backend("cauchy", "auto", cpu, KERNELS) == "reference"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -87,7 +88,7 @@ def test_cpp_for_an_op_without_cpp_kernels():
 def test_cpp_on_cuda_tensors_says_why(monkeypatch):
     monkeypatch.setattr(_backend, "cpp_unavailable_reason", lambda: None)
     with pytest.raises(RuntimeError, match=r"'cpp' is unavailable: the C\+\+ kernels run on CPU tensors, got tensors on meta"):
-        _backend.resolve_backend("vandermonde", "cpp", torch.device("meta"), has_cpp=True)
+        _backend.resolve_backend("vandermonde", "cpp", torch.device("meta"), KERNELS)
 
 
 def test_triton_on_cpu_without_interpreter_says_why(monkeypatch):
@@ -103,4 +104,4 @@ def test_triton_import_failure_is_reported(monkeypatch):
         dk.vandermonde(*_args(), backend="triton")
     # "auto" does not pick an unavailable Triton, whatever the device
     for dev in ("cpu", "cuda"):
-        assert _backend.resolve_backend("vandermonde", "auto", torch.device(dev), has_cpp=True) != "triton"
+        assert _backend.resolve_backend("vandermonde", "auto", torch.device(dev), KERNELS) != "triton"

@@ -10,8 +10,8 @@ from dssm_kernels._backend import cpp_unavailable_reason
 @pytest.mark.skipif(os.environ.get("DSSM_NO_EXTENSION") == "1", reason="switched off by DSSM_NO_EXTENSION=1")
 def test_extension_is_built_with_openmp():
     assert cpp_unavailable_reason() is None, cpp_unavailable_reason()
-    from dssm_kernels.ops import _cpp
+    from dssm_kernels._backend import cpp_extension
 
-    info = _cpp.extension().build_info()
+    info = cpp_extension().build_info()
     assert "OpenMP" in info and "no OpenMP" not in info, info
-    assert _cpp.extension().openmp_max_threads() >= 1
+    assert cpp_extension().openmp_max_threads() >= 1

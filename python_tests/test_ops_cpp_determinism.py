@@ -8,6 +8,7 @@ import torch
 
 from cases import crandn, gen, stable_modes
 from dssm_kernels._backend import cpp_unavailable_reason
+from dssm_kernels.ops import _primitives
 
 pytestmark = pytest.mark.skipif(cpp_unavailable_reason() is not None, reason=str(cpp_unavailable_reason()))
 
@@ -26,22 +27,25 @@ def _backward_calls():
     dA, dB, C = torch.exp(stable_modes(H, N, g=g)).to(c64), crandn(H, N, g=g).to(c64), crandn(H, N, g=g).to(c64)
     u, D = torch.randn(B, H, L, generator=g), torch.randn(H, generator=g)
     state = crandn(B, H, N, g=g).to(c64)
-    ops = torch.ops.dssm
-    _, _, ckpt = ops.ssm_scan_fwd(u, dA, dB, C, D, state, True, 256)
+    prims = _primitives.REGISTRY
+
+    def ops(name, *args):
+        return prims[name](*args, backend="cpp")
+    _, _, ckpt = ops("ssm_scan_fwd", u, dA, dB, C, D, state, True, 256)
     gy, g_last = torch.randn(B, H, L, generator=g), crandn(B, H, N, g=g).to(c64)
     vs, dA1 = crandn(B, 300, 100, g=g).to(c64), torch.exp(stable_modes(100, g=g)).to(c64)
-    xs, _ = ops.diag_scan_fwd(vs, dA1, None)
+    xs, _ = ops("diag_scan_fwd", vs, dA1, None)
     g_xs = crandn(B, 300, 100, g=g).to(c64)
     su, sgy = torch.randn(13, H, generator=g), torch.randn(13, H, generator=g)
     sstate = crandn(13, H, N, g=g).to(c64)
     return {
-        "power_sums (vandermonde backward)": lambda: ops.power_sums(w, x, False, True),
-        "vandermonde_rows (vandermonde_transpose backward)": lambda: ops.vandermonde_rows(v, x, L, 1.0, True),
-        "cauchy_modes (cauchy backward)": lambda: ops.cauchy_modes(cg, v, z, wm, True, True),
-        "cauchy_rows squared (cauchy backward, z)": lambda: ops.cauchy_rows(v, z, wm, True),
-        "ssm_scan_bwd": lambda: ops.ssm_scan_bwd(u, dA, dB, C, D, ckpt, 256, gy, g_last),
-        "ssm_step_bwd": lambda: ops.ssm_step_bwd(su, sstate, dA, dB, C, D, sgy, sstate),
-        "diag_scan_bwd": lambda: ops.diag_scan_bwd(dA1, None, xs, g_xs, None, True, True),
+        "power_sums (vandermonde backward)": lambda: ops("power_sums", w, x, False, True),
+        "vandermonde_rows (vandermonde_transpose backward)": lambda: ops("vandermonde_rows", v, x, L, 1.0, True),
+        "cauchy_modes (cauchy backward)": lambda: ops("cauchy_modes", cg, v, z, wm, True, True),
+        "cauchy_rows squared (cauchy backward, z)": lambda: ops("cauchy_rows", v, z, wm, True),
+        "ssm_scan_bwd": lambda: ops("ssm_scan_bwd", u, dA, dB, C, D, ckpt, 256, gy, g_last),
+        "ssm_step_bwd": lambda: ops("ssm_step_bwd", su, sstate, dA, dB, C, D, sgy, sstate),
+        "diag_scan_bwd": lambda: ops("diag_scan_bwd", dA1, None, xs, g_xs, None, True, True),
     }
 
 

@@ -7,34 +7,7 @@ import pytest
 import torch
 
 import dssm_kernels as dk
-from cases import backends_under_test, crandn, gen, stable_modes
-
-OPS = ["vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step", "diag_scan"]
-
-
-def _case(op: str):
-    """(fn(backend, *args), args) with complex128 / float64 args."""
-    g = gen(7)
-    H, N, L, B = 3, 4, 9, 2
-    real = lambda *shape: torch.randn(shape, dtype=torch.float64, generator=g)  # noqa: E731
-    dA = torch.exp(stable_modes(H, N, g=g))
-    if op == "vandermonde":
-        return lambda b, v, x: dk.vandermonde(v, x, L, backend=b), (crandn(H, N, g=g), stable_modes(H, N, g=g))
-    if op == "vandermonde_transpose":
-        return dk_call(op), (real(H, L), crandn(H, N, g=g), stable_modes(H, N, g=g))
-    if op == "cauchy":
-        return dk_call(op), (crandn(H, N, g=g), crandn(L, g=g), stable_modes(H, N, g=g, decay=(0.1, 1.0)))
-    if op == "fftconv":
-        return dk_call(op), (real(B, H, L), real(H, L), real(H))
-    if op == "ssm_scan":
-        return dk_call(op), (real(B, H, L), dA, crandn(H, N, g=g), crandn(H, N, g=g), real(H), crandn(B, H, N, g=g))
-    if op == "ssm_step":
-        return dk_call(op), (real(B, H), crandn(B, H, N, g=g), dA, crandn(H, N, g=g), crandn(H, N, g=g), real(H))
-    return dk_call(op), (crandn(B, L, N, g=g), dA[0], crandn(B, N, g=g))
-
-
-def dk_call(op):
-    return lambda b, *args: getattr(dk, op)(*args, backend=b)
+from cases import OPS, backends_under_test, crandn, gen, stable_modes, tiny_call
 
 
 def _lazy_conj(t: torch.Tensor) -> torch.Tensor:
@@ -82,7 +55,7 @@ def test_views_match_the_reference(op, view, backend):
     """Before: the Triton backend failed on conj-bit tensors inside view_as_real."""
     if backend == "cpp" and op == "fftconv":
         pytest.skip("fftconv has no C++ kernels")
-    fn, args = _case(op)
+    fn, args = tiny_call(op, seed=7)
     want = _run(fn, "reference", args, lambda t: t)
     got = _run(fn, backend, args, VIEWS[view])
     for a, b in zip([*got[0], *got[1]], [*want[0], *want[1]]):
@@ -100,7 +73,8 @@ def test_expanded_modes(backend):
     for fn, args in (
             (lambda b, v, x: dk.vandermonde(v, x, L, backend=b), (v.expand(H, N), x.expand(H, N))),
             (lambda b, v, x: dk.cauchy(v, crandn(L, g=gen(2)), x - 0.5, backend=b), (v.expand(H, N), x.expand(H, N))),
-            (lambda b, dA, dB, C: dk.ssm_scan(u, dA, dB, C, backend=b), (x.exp().expand(H, N), dB.expand(H, N), C.expand(H, N))),
+            (lambda b, dA, dB, C: dk.ssm_scan(u, dA, dB, C, backend=b),
+             (x.exp().expand(H, N), dB.expand(H, N), C.expand(H, N))),
             (lambda b, v: dk.diag_scan(v, x.exp(), backend=b), (C.expand(B, L, N),)),
     ):
         want = fn("reference", *args)

@@ -3,9 +3,7 @@ import pytest
 import torch
 
 from cases import BATCHES, GRID, NS, backends_under_test, crandn, gen, s4d_lin, stable_modes
-import importlib
-
-scan_module = importlib.import_module("dssm_kernels.ops.ssm_scan")  # the package attribute is the function
+from dssm_kernels.ops import ssm_scan as scan_module
 from dssm_kernels.ops.ssm_scan import ssm_scan, ssm_scan_ref
 from dssm_kernels.ops.ssm_step import ssm_step, ssm_step_ref
 from parity import check_parity, rel_rms

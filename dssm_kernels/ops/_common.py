@@ -1,4 +1,5 @@
-"""Input validation shared by the ops: every failure names the argument, the expected, the received."""
+"""What the ops share around their kernels: input validation (every failure names the argument, the
+expected and the received), the SSM parameters' checks, the allocation limit, and gradient helpers."""
 from __future__ import annotations
 
 import math
@@ -85,6 +86,43 @@ def check_modes(op: str, name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{op}: {name} must have a last (mode) dimension N >= 1, got shape {tuple(t.shape)}")
 
 
+def validate_ssm_params(op: str, u: torch.Tensor, batch, dA, dB, C, D, state) -> torch.device:
+    """Checks shared by ssm_step and ssm_scan: u real of the precision of dA, dB and C (H, N) with
+    H = batch[1], D (H,) real, state (*batch, N) complex; all on one device."""
+    B, H = batch
+    for name, t in (("dA", dA), ("dB", dB), ("C", C)):
+        check_tensor(op, name, t, ndim=2)
+        check_complex(op, name, t)
+    check_same_dtype(op, ("dA", "dB", "C"), (dA, dB, C))
+    if u.is_complex():
+        raise TypeError(f"{op}: u must be real ({real_dtype_of(dA.dtype)}), got {u.dtype}")
+    check_modes(op, "dA", dA)
+    N = dA.shape[-1]
+    for name, t in (("dA", dA), ("dB", dB), ("C", C)):
+        check_shape(op, f"{name} (H = u.shape[1], N)", t, (H, N))
+    check_precision_matches(op, "u", u, "dA", dA)
+    names, tensors = ["u", "dA", "dB", "C"], [u, dA, dB, C]
+    if D is not None:
+        check_tensor(op, "D", D, ndim=1)
+        check_precision_matches(op, "D", D, "dA", dA)
+        check_shape(op, "D (H,)", D, (H,))
+        names.append("D")
+        tensors.append(D)
+    if state is not None:
+        check_tensor(op, "state", state, ndim=3)
+        check_complex(op, "state", state)
+        check_same_dtype(op, ("dA", "state"), (dA, state))
+        check_shape(op, "state (B, H, N)", state, (B, H, N))
+        names.append("state")
+        tensors.append(state)
+    return check_same_device(op, names, tensors)
+
+
+def contiguous(*tensors):
+    """Each tensor made contiguous; None stays None."""
+    return tuple(None if t is None else t.contiguous() for t in tensors)
+
+
 def sum_to_shape(grad: torch.Tensor | None, shape: Sequence[int]) -> torch.Tensor | None:
     """Reduce a gradient computed at a broadcast shape back to an input's own shape."""
     if grad is None:
@@ -131,38 +169,49 @@ class Alloc(NamedTuple):
         return self.copies * math.prod(self.shape) * self.dtype.itemsize
 
 
+_memory_bytes: dict = {}
+
+
 @torch.compiler.assume_constant_result
 def _physical_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if "cpu" not in _memory_bytes:  # probed once: the op calls on the decoding path pay a dict lookup
+        _memory_bytes["cpu"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return _memory_bytes["cpu"]
 
 
-def allocation_limit(op: str, device: torch.device) -> tuple[int | None, str]:
-    """(bytes, where the figure comes from); None for devices without a known memory size."""
-    env = os.environ.get(ALLOC_ENV, "").strip()
+def allocation_limit(op: str, device: torch.device) -> int | None:
+    """The allocation limit in bytes on `device`; None for devices without a known memory size."""
+    env = os.environ.get(ALLOC_ENV)
     if env:
         try:
-            limit = int(env)
+            limit = int(env.strip())
         except ValueError:
             limit = -1
         if limit < 1:
-            raise ValueError(f"{op}: environment variable {ALLOC_ENV} must be a whole number of bytes >= 1, got {env!r}")
-        return limit, ALLOC_ENV
+            raise ValueError(f"{op}: environment variable {ALLOC_ENV} must be a whole number of bytes >= 1, "
+                             f"got {env!r}")
+        return limit
     if device.type == "cpu":
-        total = _physical_memory()
-    elif device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-    else:
-        return None, ""
-    return int(ALLOC_FRACTION * total), (f"{ALLOC_FRACTION:.0%} of the {device.type.upper()} memory of "
-                                         f"{total / 2**30:.1f} GiB; {ALLOC_ENV} overrides it")
+        return int(ALLOC_FRACTION * _physical_memory())
+    if device.type == "cuda":
+        return int(ALLOC_FRACTION * torch.cuda.get_device_properties(device).total_memory)
+    return None
+
+
+def _limit_source(device: torch.device) -> str:
+    if os.environ.get(ALLOC_ENV):
+        return ALLOC_ENV
+    total = _physical_memory() if device.type == "cpu" else torch.cuda.get_device_properties(device).total_memory
+    return (f"{ALLOC_FRACTION:.0%} of the {device.type.upper()} memory of {total / 2**30:.1f} GiB; "
+            f"{ALLOC_ENV} overrides it")
 
 
 def check_allocations(op: str, device: torch.device, allocs: Sequence[Alloc]) -> None:
     """Raise ValueError, before anything is allocated, if `allocs` add up to more than the limit."""
-    limit, source = allocation_limit(op, device)
     total = sum(a.bytes() for a in allocs)
+    limit = allocation_limit(op, device)
     if limit is not None and total > limit:
         parts = "; ".join(f"{a.what}: {a.copies} x {tuple(a.shape)} {str(a.dtype).replace('torch.', '')} = "
                           f"{a.bytes() / 2**30:.3g} GiB" for a in sorted(allocs, key=Alloc.bytes, reverse=True))
         raise ValueError(f"{op}: this call would allocate {total / 2**30:.3g} GiB ({total} bytes), more than the "
-                         f"limit of {limit / 2**30:.3g} GiB ({source}): {parts}")
+                         f"limit of {limit / 2**30:.3g} GiB ({_limit_source(device)}): {parts}")
