@@ -173,6 +173,8 @@ def _max_error(got, want):
     return (got - want).abs().max().item(), want.abs().max().item()
 
 
+# the Triton interpreter runs on numpy, which warns of the overflow a tile's range check exists to catch
+@pytest.mark.filterwarnings("ignore::RuntimeWarning:triton")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", list(EXTREME))
 def test_far_and_near_poles(backend, dtype, device):

@@ -123,6 +123,8 @@ def test_mismatched_devices():
         dk.vandermonde(torch.ones(3, dtype=C64), torch.ones(3, dtype=C64, device="cuda"), 4)
 
 
+# the Triton interpreter runs on numpy, which warns of -inf * 0 = NaN, the value this test expects
+@pytest.mark.filterwarnings("ignore::RuntimeWarning:triton")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reverse_op", [False, True])
 def test_vanishing_mode(backend, reverse_op, device):
