@@ -136,7 +136,7 @@ def no_model_building(monkeypatch):
     ({"seq_len": 10 ** 9}, ValueError, "more than the limit"),
     ({"colour": 1}, ValueError, "unknown option.*'colour'"),
     ({"n_test": "5"}, TypeError, "n_test must be an int"),
-    ({"n_classes": 10 ** 9}, ValueError, "n_classes must be in"),
+    ({"n_classes": 10 ** 9}, ValueError, "n_classes must be an int in"),
 ])
 def test_task_options_are_checked_before_anything_is_built(ck, tmp_path, no_model_building, options, error, match):
     raw = _raw(ck)

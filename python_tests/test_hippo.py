@@ -66,19 +66,19 @@ def test_ptd_is_well_conditioned(N):
 
 @pytest.mark.parametrize("call,exc,match", [
     (lambda: hp.transition("legx", 4), ValueError, r"transition: measure must be one of \('legs', 'legt', 'fout'\), got 'legx'"),
-    (lambda: hp.transition("legs", 0), ValueError, r"transition: N must be in \[1, 8192\], got 0"),
+    (lambda: hp.transition("legs", 0), ValueError, r"transition: N must be an int in \[1, 8192\], got 0"),
     (lambda: hp.transition("legs", 4.0), TypeError, r"transition: N must be an int, got float"),
     (lambda: hp.dplr("legs", 5), ValueError, r"dplr: N must be even \(the state is conjugate pairs\), got 5"),
     (lambda: hp.s4d_lin(3), ValueError, r"s4d_lin: N must be even"),
-    (lambda: hp.ptd(8, eps=0.0), ValueError, r"ptd: eps must be a positive finite float, got 0.0"),
+    (lambda: hp.ptd(8, eps=0.0), ValueError, r"ptd: eps must be a finite number > 0, got 0.0"),
     (lambda: hp.ptd(8, trials=0), ValueError, r"ptd: trials must be an int >= 1, got 0"),
     # sizes are checked before the N x N allocation (a bare MemoryError for 7 TiB before)
-    (lambda: hp.transition("legs", 10**6), ValueError, r"transition: N must be in \[1, 8192\], got 1000000"),
-    (lambda: hp.dplr("legs", 1 << 14), ValueError, r"dplr: N must be in \[1, 8192\], got 16384"),
-    (lambda: hp.s4d_lin(1 << 26), ValueError, r"s4d_lin: N must be in \[1, 16777216\], got 67108864"),
-    (lambda: hp.ptd(8, eps=True), ValueError, r"ptd: eps must be a positive finite float, got True"),
-    (lambda: hp.ptd(8, seed="x"), ValueError, r"ptd: seed must be an int >= 0, got 'x'"),
-    (lambda: hp.ptd(8, seed=-1), ValueError, r"ptd: seed must be an int >= 0, got -1"),
+    (lambda: hp.transition("legs", 10**6), ValueError, r"transition: N must be an int in \[1, 8192\], got 1000000"),
+    (lambda: hp.dplr("legs", 1 << 14), ValueError, r"dplr: N must be an int in \[1, 8192\], got 16384"),
+    (lambda: hp.s4d_lin(1 << 26), ValueError, r"s4d_lin: N must be an int in \[1, 16777216\], got 67108864"),
+    (lambda: hp.ptd(8, eps=True), TypeError, r"ptd: eps must be a number, got bool \(True\)"),
+    (lambda: hp.ptd(8, seed="x"), TypeError, r"ptd: seed must be an int or None, got str \('x'\)"),
+    (lambda: hp.ptd(8, seed=-1), ValueError, r"ptd: seed must be an int >= 0 \(or None\), got -1"),
 ])
 def test_bad_arguments(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -201,7 +201,7 @@ def test_torch_compile_of_a_model(layer):
     (dict(d_model=3, d_state=0), ValueError, r"{}: d_state must be an int >= 1, got 0"),
     (dict(d_model=0, d_state=8), ValueError, r"{}: d_model must be an int >= 1, got 0"),
     (dict(d_model=3, d_state=8, init="hippo"), ValueError, r"{}: init must be one of .*got 'hippo'"),
-    (dict(d_model=3, d_state=8, dt_min=0.1, dt_max=0.01), ValueError, r"{}: need finite numbers 0 < dt_min <= dt_max"),
+    (dict(d_model=3, d_state=8, dt_min=0.1, dt_max=0.01), ValueError, r"{}: need dt_min <= dt_max"),
     (dict(d_model=3, d_state=8, dtype=torch.float16), TypeError, r"{}: dtype must be torch.float32 or torch.float64"),
     (dict(d_model=3, d_state=8, backend="cuda"), ValueError, r"{}: backend must be one of .*got 'cuda'"),
     (dict(d_model=3, d_state=8, l_max=0), ValueError, r"{}: l_max must be an int >= 1, got 0"),
@@ -214,13 +214,13 @@ def test_bad_constructor_arguments(cls, kwargs, exc, match):
 def test_bad_layer_specific_arguments():
     with pytest.raises(ValueError, match=r"DSS: variant='softmax' needs l_max"):
         DSS(3, 8, variant="softmax")
-    with pytest.raises(ValueError, match=r"DSS: variant must be one of \('exp', 'softmax'\), got 'tanh'"):
+    with pytest.raises(ValueError, match=r"DSS: variant must be one of 'exp', 'softmax', got 'tanh'"):
         DSS(3, 8, variant="tanh")
-    with pytest.raises(ValueError, match=r"S5: disc must be one of \('zoh', 'bilinear'\), got 'euler'"):
+    with pytest.raises(ValueError, match=r"S5: disc must be one of 'zoh', 'bilinear', got 'euler'"):
         S5(3, 8, disc="euler")
     with pytest.raises(ValueError, match=r"SequenceClassifier: give exactly one of d_input and vocab_size"):
         SequenceClassifier(3)
-    with pytest.raises(ValueError, match=r"SequenceClassifier: layer must be one of \('s4d', 'dss', 's4', 's5'\), got 'lstm'"):
+    with pytest.raises(ValueError, match=r"SequenceClassifier: layer must be one of 's4d', 'dss', 's4', 's5', got 'lstm'"):
         SequenceClassifier(3, d_input=2, layer="lstm")
     with pytest.raises(ValueError, match=r"ResidualBlock: the layer must take \(B, L, H\) input"):
         ResidualBlock(S4D(3, 8, transposed=True))

@@ -17,13 +17,13 @@ def _sys():
 @pytest.mark.parametrize("call,exc,match", [
     # max_modes=0 gave a one-mode padded system, -1 the same, "a" a bare '<' TypeError
     (lambda s: balanced_truncation(s, rank=2, max_modes=0), ValueError,
-     r"balanced_truncation: max_modes must be >= 1 \(or None\), got 0"),
-    (lambda s: balanced_truncation(s, rank=2, max_modes=-1), ValueError, r"max_modes must be >= 1 \(or None\), got -1"),
+     r"balanced_truncation: max_modes must be an int >= 1 \(or None\), got 0"),
+    (lambda s: balanced_truncation(s, rank=2, max_modes=-1), ValueError, r"max_modes must be an int >= 1 \(or None\), got -1"),
     (lambda s: modal_truncation(s, 2, max_modes=0), ValueError,
-     r"modal_truncation: max_modes must be >= 1 \(or None\), got 0"),
+     r"modal_truncation: max_modes must be an int >= 1 \(or None\), got 0"),
     (lambda s: modal_truncation(s, 2, max_modes="a"), TypeError,
-     r"modal_truncation: max_modes must be an int \(or None\), got str"),
-    (lambda s: h2_reduction(s, 2, max_modes=0), ValueError, r"h2_reduction: max_modes must be >= 1 \(or None\), got 0"),
+     r"modal_truncation: max_modes must be an int or None, got str"),
+    (lambda s: h2_reduction(s, 2, max_modes=0), ValueError, r"h2_reduction: max_modes must be an int >= 1 \(or None\), got 0"),
     (lambda s: h2_reduction(s, 2, max_modes=True), TypeError, r"h2_reduction: max_modes must be an int"),
 ])
 def test_reductors_check_max_modes(call, exc, match):
@@ -32,15 +32,15 @@ def test_reductors_check_max_modes(call, exc, match):
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(d_state=True), TypeError, r"reduce_model: d_state must be an even int >= 2 \(conjugate pairs\), got True"),
-    (dict(d_state=4.0), TypeError, r"reduce_model: d_state must be an even int >= 2 \(conjugate pairs\), got 4.0"),
-    (dict(d_state=-2), ValueError, r"reduce_model: d_state must be an even int >= 2 \(conjugate pairs\), got -2"),
-    (dict(d_state=3), ValueError, r"reduce_model: d_state must be an even int >= 2 \(conjugate pairs\), got 3"),
-    (dict(tol=float("nan")), ValueError, r"reduce_model: tol must be a finite float > 0, got nan"),
-    (dict(tol=0.0), ValueError, r"reduce_model: tol must be a finite float > 0, got 0.0"),
+    (dict(d_state=True), TypeError, r"reduce_model: d_state must be an int, got bool \(True\)"),
+    (dict(d_state=4.0), TypeError, r"reduce_model: d_state must be an int, got float \(4.0\)"),
+    (dict(d_state=-2), ValueError, r"reduce_model: d_state must be an int >= 2, got -2"),
+    (dict(d_state=3), ValueError, r"reduce_model: d_state must be even \(conjugate pairs\), got 3"),
+    (dict(tol=float("nan")), ValueError, r"reduce_model: tol must be a finite number > 0 \(or None\), got nan"),
+    (dict(tol=0.0), ValueError, r"reduce_model: tol must be a finite number > 0 \(or None\), got 0.0"),
     (dict(d_state=4, method="BT"), ValueError, r"reduce_model: method must be one of \('bt', 'modal', 'h2'\)"),
     # max_iter was read only by method "h2": with "bt" anything passed
-    (dict(d_state=4, max_iter="x"), ValueError, r"reduce_model: max_iter must be an int >= 0, got 'x'"),
+    (dict(d_state=4, max_iter="x"), TypeError, r"reduce_model: max_iter must be an int, got str \('x'\)"),
     (dict(d_state=4, max_iter=-1), ValueError, r"reduce_model: max_iter must be an int >= 0, got -1"),
     # the message named "horizon" for measure_steps
     (dict(d_state=4, measure_steps=2.5), TypeError,

@@ -166,7 +166,7 @@ def _good_scan(B=2, H=3, N=4, L=5):
 
 @pytest.mark.parametrize("change,exc,match", [
     (dict(u=torch.ones(3, 5)), ValueError, r"ssm_scan: u must have 3 dimension\(s\), got shape \(3, 5\)"),
-    (dict(u=torch.ones(2, 3, 0)), ValueError, r"L = u.shape\[-1\] must be >= 1, got 0"),
+    (dict(u=torch.ones(2, 3, 0)), ValueError, r"L = u.shape\[-1\] must be an int >= 1, got 0"),
     (dict(u=torch.ones(2, 3, 5, dtype=C64)), TypeError, r"u must be real \(torch.float32\), got torch.complex64"),
     (dict(u=torch.ones(2, 3, 5, dtype=torch.float64)), TypeError,
      r"u must be torch.float32 to match dA \(torch.complex64\), got torch.float64"),

@@ -94,7 +94,7 @@ C64 = torch.complex64
     ((torch.ones(3, dtype=C64), torch.ones(3), 4), TypeError, r"x must be complex64 or complex128, got torch.float32"),
     ((torch.ones(3, dtype=C64), torch.ones(3, dtype=torch.complex128), 4), TypeError, r"v, x must share one dtype"),
     ((torch.ones(2, 3, dtype=C64), torch.ones(4, 3, dtype=C64), 4), ValueError, r"not broadcastable, got v: \(2, 3\), x: \(4, 3\)"),
-    ((torch.ones(3, dtype=C64), torch.ones(3, dtype=C64), 0), ValueError, r"L must be >= 1, got 0"),
+    ((torch.ones(3, dtype=C64), torch.ones(3, dtype=C64), 0), ValueError, r"L must be an int >= 1, got 0"),
     ((torch.ones(3, dtype=C64), torch.ones(3, dtype=C64), 4.0), TypeError, r"L must be an int, got float"),
     ((torch.ones((), dtype=C64), torch.ones(3, dtype=C64), 4), ValueError, r"v must have at least 1 dimension"),
     ((torch.ones(0, dtype=C64), torch.ones(0, dtype=C64), 4), ValueError, r"v must have a last \(mode\) dimension N >= 1"),
@@ -109,7 +109,7 @@ def test_vandermonde_bad_input(args, exc, match):
     ((torch.ones(4, dtype=C64), torch.ones(3, dtype=C64), torch.ones(3, dtype=C64)), TypeError, r"u must be real \(torch.float32\), got torch.complex64"),
     ((torch.ones(4, dtype=torch.float64), torch.ones(3, dtype=C64), torch.ones(3, dtype=C64)), TypeError, r"u must be torch.float32 to match v \(torch.complex64\), got torch.float64"),
     ((torch.ones(2, 4), torch.ones(3, 3, dtype=C64), torch.ones(3, dtype=C64)), ValueError, r"batch shapes of u, v/x are not broadcastable"),
-    ((torch.ones(0), torch.ones(3, dtype=C64), torch.ones(3, dtype=C64)), ValueError, r"L = u.shape\[-1\] must be >= 1, got 0"),
+    ((torch.ones(0), torch.ones(3, dtype=C64), torch.ones(3, dtype=C64)), ValueError, r"L = u.shape\[-1\] must be an int >= 1, got 0"),
     ((torch.ones(4), torch.ones(3), torch.ones(3, dtype=C64)), TypeError, r"v must be complex64 or complex128"),
 ])
 def test_vandermonde_transpose_bad_input(args, exc, match):

@@ -158,7 +158,7 @@ def test_hook_and_argument_errors(task, monkeypatch):
         fit(model, task, model_hook=lambda m, s, o: ModelSwap(rebuilt(m), carry_state=1), **kw)
     with pytest.raises(TypeError, match="model must be an nn.Module, got str"):
         fit("model", task, **kw)
-    with pytest.raises(ValueError, match="max_seconds must be a number or None, got 'soon'"):
+    with pytest.raises(TypeError, match=r"max_seconds must be a number, got str \('soon'\)"):
         fit(model, task, max_seconds="soon", **kw)
     monkeypatch.setattr(distributed, "current", lambda: distributed.World(0, 16))
     with pytest.raises(ValueError, match="batch_size 8 is below the 16 processes"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from dssm_kernels._validate import check_number
 from dssm_kernels.nn._base import ssm_optim_tags
 from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
 from dssm_kernels.nn.dss import DSS
@@ -21,9 +22,8 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -
     B) with their own learning rate and no weight decay, as each layer tagged them."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"param_groups: model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-            raise ValueError(f"param_groups: {name} must be a finite number >= 0, got {value!r}")
+    check_number("param_groups", "lr", lr, 0)
+    check_number("param_groups", "weight_decay", weight_decay, 0)
     plain, special = [], {}
     tags = ssm_optim_tags(model)
     for p in model.parameters():

@@ -29,8 +29,8 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (ConvSSMLayer, check_choice, check_dt_range, crandn, log_uniform, seeded_generator,
-                                   ssm_param)
+from dssm_kernels._validate import check_choice
+from dssm_kernels.nn._base import ConvSSMLayer, check_dt_range, crandn, log_uniform, seeded_generator, ssm_param
 
 INITS = {"legs": "legs", "legt": "legt", "fout": "fout"}
 MIN_DECAY = 1e-3

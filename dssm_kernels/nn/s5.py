@@ -20,8 +20,8 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (SSMLayer, check_choice, check_dt_range, check_positive, complex_dtype, log_uniform,
-                                   seeded_generator, ssm_param)
+from dssm_kernels._validate import check_choice, check_number, complex_dtype_of
+from dssm_kernels.nn._base import SSMLayer, check_dt_range, log_uniform, seeded_generator, ssm_param
 from dssm_kernels.nn.s4d import DISCRETISATIONS, discretise
 
 INITS = ("legs", "ptd")
@@ -72,13 +72,13 @@ class S5(SSMLayer):
         check_choice("S5", "init", init, INITS)
         check_choice("S5", "disc", disc, DISCRETISATIONS)
         check_dt_range("S5", dt_min, dt_max)
-        check_positive("S5", "ptd_eps", ptd_eps)
+        check_number("S5", "ptd_eps", ptd_eps, positive=True)
         self.init, self.disc = init, disc
         N = d_state // 2
         g = seeded_generator("S5", seed)
         lam, B, C = _init_modes(d_state, d_model, init, ptd_eps, g)
         kw = dict(dtype=dtype, device=device)
-        ckw = dict(dtype=complex_dtype(dtype), device=device)
+        ckw = dict(dtype=complex_dtype_of(dtype), device=device)
         ssm_param(self, "log_lam_real", torch.log(-lam.real).to(**kw), ssm_lr)
         ssm_param(self, "lam_imag", lam.imag.clone().to(**kw), ssm_lr)
         ssm_param(self, "log_dt", log_uniform(N, dt_min, dt_max, g).to(**kw), ssm_lr)

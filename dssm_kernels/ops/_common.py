@@ -1,5 +1,6 @@
-"""What the ops share around their kernels: input validation (every failure names the argument, the
-expected and the received), the SSM parameters' checks, the allocation limit, and gradient helpers."""
+"""What the ops share around their kernels: the op-specific input checks (on top of the package-wide
+ones of dssm_kernels._validate, re-exported here for the op modules), the SSM parameters' checks, the
+allocation limit, and gradient helpers."""
 from __future__ import annotations
 
 import math
@@ -8,39 +9,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-_REAL_FOR_COMPLEX = {torch.complex64: torch.float32, torch.complex128: torch.float64}
-COMPLEX_DTYPES = tuple(_REAL_FOR_COMPLEX)
-
-
-def real_dtype_of(complex_dtype: torch.dtype) -> torch.dtype:
-    return _REAL_FOR_COMPLEX[complex_dtype]
-
-
-def check_tensor(op: str, name: str, t, *, ndim: int | None = None, min_ndim: int = 0) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if ndim is not None and t.dim() != ndim:
-        raise ValueError(f"{op}: {name} must have {ndim} dimension(s), got shape {tuple(t.shape)}")
-    if t.dim() < min_ndim:
-        raise ValueError(f"{op}: {name} must have at least {min_ndim} dimension(s), got shape {tuple(t.shape)}")
-
-
-def check_complex(op: str, name: str, t: torch.Tensor) -> None:
-    if t.dtype not in COMPLEX_DTYPES:
-        raise TypeError(f"{op}: {name} must be complex64 or complex128, got {t.dtype}")
-
-
-def check_real(op: str, name: str, t: torch.Tensor, allowed: Sequence[torch.dtype]) -> None:
-    if t.dtype not in allowed:
-        names = " or ".join(str(d).replace("torch.", "") for d in allowed)
-        raise TypeError(f"{op}: {name} must be {names}, got {t.dtype}")
-
-
-def check_same_dtype(op: str, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> None:
-    dtypes = {t.dtype for t in tensors}
-    if len(dtypes) > 1:
-        got = ", ".join(f"{n}: {t.dtype}" for n, t in zip(names, tensors))
-        raise TypeError(f"{op}: {', '.join(names)} must share one dtype, got {got}")
+from dssm_kernels._validate import (COMPLEX_DTYPES, check_complex, check_dtype_in, check_int, check_same_device,  # noqa: F401
+                                    check_same_dtype, check_shape, check_tensor, real_dtype_of)
 
 
 def check_precision_matches(op: str, real_name: str, real: torch.Tensor, complex_name: str,
@@ -49,19 +19,6 @@ def check_precision_matches(op: str, real_name: str, real: torch.Tensor, complex
     want = real_dtype_of(cplx.dtype)
     if real.dtype != want:
         raise TypeError(f"{op}: {real_name} must be {want} to match {complex_name} ({cplx.dtype}), got {real.dtype}")
-
-
-def check_same_device(op: str, names: Sequence[str], tensors: Sequence[torch.Tensor]) -> torch.device:
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        got = ", ".join(f"{n} on {t.device}" for n, t in zip(names, tensors))
-        raise ValueError(f"{op}: all tensors must be on one device, got {got}")
-    return tensors[0].device
-
-
-def check_shape(op: str, name: str, t: torch.Tensor, expected: Sequence[int]) -> None:
-    if tuple(t.shape) != tuple(expected):
-        raise ValueError(f"{op}: {name} must have shape {tuple(expected)}, got {tuple(t.shape)}")
 
 
 def broadcast_batch(op: str, names: Sequence[str], shapes: Sequence[Sequence[int]]) -> torch.Size:
@@ -74,11 +31,8 @@ def broadcast_batch(op: str, names: Sequence[str], shapes: Sequence[Sequence[int
 
 
 def check_length(op: str, name: str, L) -> int:
-    if isinstance(L, bool) or not isinstance(L, int):
-        raise TypeError(f"{op}: {name} must be an int, got {type(L).__name__}")
-    if L < 1:
-        raise ValueError(f"{op}: {name} must be >= 1, got {L}")
-    return L
+    """A sequence length: an int >= 1."""
+    return check_int(op, name, L, 1)
 
 
 def check_modes(op: str, name: str, t: torch.Tensor) -> None:

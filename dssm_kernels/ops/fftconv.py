@@ -155,12 +155,12 @@ class FFTConvFunction(torch.autograd.Function):
 
 def _validate(u, k, D):
     common.check_tensor(OP, "u", u, ndim=3)
-    common.check_real(OP, "u", u, U_DTYPES)
+    common.check_dtype_in(OP, "u", u, U_DTYPES)
     if u.shape[0] < 1 or u.shape[1] < 1:  # torch.fft rejects empty batches with an opaque MKL error
         raise ValueError(f"{OP}: u must have shape (B, H, L) with B >= 1 and H >= 1, got {tuple(u.shape)}")
     common.check_length(OP, "L = u.shape[-1]", u.shape[-1])
     common.check_tensor(OP, "k", k, ndim=2)
-    common.check_real(OP, "k", k, K_DTYPES)
+    common.check_dtype_in(OP, "k", k, K_DTYPES)
     H = u.shape[1]
     if k.shape[0] != H:
         raise ValueError(f"{OP}: k must have shape (H, Lk) with H = u.shape[1] = {H}, "
@@ -169,7 +169,7 @@ def _validate(u, k, D):
     names, tensors = ["u", "k"], [u, k]
     if D is not None:
         common.check_tensor(OP, "D", D)
-        common.check_real(OP, "D", D, D_DTYPES)
+        common.check_dtype_in(OP, "D", D, D_DTYPES)
         common.check_shape(OP, "D", D, (H,))
         names.append("D")
         tensors.append(D)

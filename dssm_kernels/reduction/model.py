@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from dssm_kernels._validate import check_int
 from dssm_kernels.nn._base import SSMLayer
 from dssm_kernels.reduction._common import check_max_iter, check_tol, single_threaded
 from dssm_kernels.reduction.bt import Balancer, balanced_truncation
@@ -151,12 +152,9 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
     if (d_state is None) == (tol is None):
         raise ValueError(f"reduce_model: give exactly one of d_state and tol, got d_state={d_state!r}, tol={tol!r}")
     if d_state is not None:
-        if isinstance(d_state, bool) or not isinstance(d_state, (int, np.integer)):
-            raise TypeError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r} "
-                            f"({type(d_state).__name__})")
-        if d_state < 2 or d_state % 2:
-            raise ValueError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
-        d_state = int(d_state)
+        d_state = check_int("reduce_model", "d_state", d_state, 2)
+        if d_state % 2:
+            raise ValueError(f"reduce_model: d_state must be even (conjugate pairs), got {d_state}")
     tol = check_tol("reduce_model", tol)
     if tol is not None and method == "h2":
         raise ValueError("reduce_model: tol needs a method with a guaranteed bound ('bt' or 'modal'), got method='h2'")

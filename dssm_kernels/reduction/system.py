@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dssm_kernels._validate import check_int
+
 DISCRETISATIONS = ("zoh", "bilinear")
 # Inert padding mode: Re lam < 0 as S4D requires, B = 1 and C = 0 so the mode adds nothing to the
 # transfer function yet still receives gradient through C when the reduced layer is retrained.
@@ -288,8 +290,7 @@ class DiagonalSystem:
 
         Built a chunk of lags at a time (no (..., N, L) intermediate); at most MAX_KERNEL_SAMPLES
         samples in all (norms over longer horizons: reduction.h2_norm, in closed form)."""
-        if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
-            raise ValueError(f"DiagonalSystem.kernel: L must be an int >= 1, got {L!r}")
+        L = check_int("DiagonalSystem.kernel", "L", L)
         n_sys = int(np.prod(self.batch_shape))
         if n_sys * L > MAX_KERNEL_SAMPLES:
             raise ValueError(f"DiagonalSystem.kernel: L={L} for {n_sys} system(s) is {n_sys * L:.3g} samples, more "

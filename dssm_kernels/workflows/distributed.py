@@ -25,12 +25,13 @@ a model_hook's work (workflows.training.fit).
 from __future__ import annotations
 
 import datetime
-import math
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from dssm_kernels._validate import check_number
 
 DEFAULT_TIMEOUT_S = 1800.0      # torch's own default: rank 0's validation of a large split may take minutes
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -85,9 +86,7 @@ def init_from_env(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> 
     when the backend is missing."""
     if device not in ("cpu", "cuda"):
         raise ValueError(f"distributed.init_from_env: device must be 'cpu' or 'cuda', got {device!r}")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or \
-            not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise ValueError(f"distributed.init_from_env: timeout_s must be a finite number > 0, got {timeout_s!r}")
+    check_number("distributed.init_from_env", "timeout_s", timeout_s, positive=True)
     if dist.is_available() and dist.is_initialized():
         return current()
     world = _from_env()

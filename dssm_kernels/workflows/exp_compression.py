@@ -132,7 +132,7 @@ def tables(res: dict) -> str:
             reporting.md_table(["d_state"] + methods, rows)]
     first = [row for row in res["rows"] if row["seed"] == seeds[0]]
     names = [lay["name"] for lay in first[0]["layers"]]
-    head = ["d_state", "method"] + [f"{n}: {q}" for n in names for q in ("bound", "H∞ error", f"kernel error over L")]
+    head = ["d_state", "method"] + [f"{n}: {q}" for n in names for q in ("bound", "H∞ error", "kernel error over L")]
     rows = []
     for row in sorted(first, key=lambda r: (-r["d_state"], methods.index(r["method"]))):
         cells = []

@@ -48,6 +48,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dssm_kernels.nn import param_groups
+from dssm_kernels._validate import check_int, check_number
 from dssm_kernels.tasks._common import Split, Task
 from dssm_kernels.workflows import distributed, reporting
 
@@ -94,11 +95,6 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 256) -> float:
                     == y[i:i + batch_size]).sum().item()
     model.train(was_training)
     return correct / max(1, len(y))
-
-
-def _check_int(name: str, value, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"fit: {name} must be an int >= {least}, got {value!r}")
 
 
 def _new_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -173,15 +169,14 @@ def fit(model: nn.Module, task: Task, *, epochs: int = 5, lr: float = 1e-2, weig
     lr_t = lr_0 (1 + cos(pi t / T)) / 2; records validation accuracy after each epoch. Stops early after
     an epoch that ends past `max_seconds`. The model is trained in place and stays on its device and dtype
     (batches are moved to them); loss_hook and model_hook: see the module docstring."""
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
+    check_int("fit", "epochs", epochs)
+    check_int("fit", "batch_size", batch_size)
     if isinstance(model, DistributedDataParallel):
         raise TypeError("fit: model must be the plain module; fit wraps it in DistributedDataParallel itself")
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit: model must be an nn.Module, got {type(model).__name__}")
-    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
-                                    or math.isnan(max_seconds)):
-        raise ValueError(f"fit: max_seconds must be a number or None, got {max_seconds!r}")
+    if max_seconds is not None and max_seconds != math.inf:   # inf: no limit
+        check_number("fit", "max_seconds", max_seconds)
     for name, hook in (("loss_hook", loss_hook), ("model_hook", model_hook)):
         if hook is not None and not callable(hook):
             raise TypeError(f"fit: {name} must be callable or None, got {type(hook).__name__}")
