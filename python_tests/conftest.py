@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from dssm_kernels.ops import _primitives  # noqa: E402
 
-import parity  # noqa: E402  (python_tests/ is on sys.path through rootdir conftest discovery)
+import testing  # noqa: E402  (python_tests/ is on sys.path through rootdir conftest discovery)
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter):
     """Worst relative RMS error per op, backend and quantity, with the tolerance it had to meet."""
-    rows = parity.worst_errors()
+    rows = testing.worst_errors()
     if not rows:
         return
     tr = terminalreporter

@@ -15,7 +15,7 @@ power_sums, cauchy_rows, ssm_scan_fwd, ...). One call of `declare` defines it co
   launcher (a Python function that launches @triton.jit kernels with keyword arguments) and, with
   cpp=True, the function of the same name in the C++ extension dssm_kernels._C (a pybind11 function
   on at::Tensor, with no schema of its own). The names are checked: the launcher's and the fake's
-  Python signatures here, the C++ functions' pybind signatures by python_tests/test_primitives.py;
+  Python signatures here, the C++ functions' pybind signatures by python_tests/ops/test_primitives.py;
 - the op's kernel, registered for the CPU and CUDA dispatch keys, runs the implementation of the
   `backend` it is given, from one table {backend: implementation}.
 
