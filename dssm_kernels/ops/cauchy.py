@@ -145,7 +145,9 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
 
     Args:
         v, w: complex64/complex128, broadcastable to (..., N), N >= 1.
-        z: complex (L,), L >= 1, the evaluation points shared by every batch row; same dtype.
+        z: complex (L,), L >= 1, the evaluation points shared by every batch row; same dtype. Finite
+            points: at a point at infinity the kernels' scaled division gives NaN (inf / inf) where
+            the reference gives the limit 0.
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
         complex tensor (..., L). Differentiable in v and w (and in z, whose gradient sums over the batch);
