@@ -6,6 +6,7 @@
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
     dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
     dssm experiment NAME                            the seed papers' experiments at CPU scale
+    dssm export CKPT --format onnx --out MODEL.onnx  the forward and the streaming step as ONNX graphs
 
 Checkpoints carry the model config and the task, so reduce / eval / bench need nothing else; loading one
 runs no code from the file. Exit status: 0 done, 2 bad input (one line `dssm CMD: error: ...` on
@@ -276,6 +277,26 @@ def cmd_experiment(a) -> int:
     return experiments.run(a.name, out=a.out, quick=a.quick, progress=not a.no_progress)
 
 
+def cmd_export(a) -> int:
+    from dssm_kernels.deploy.onnx import export_onnx, onnx_unavailable_reason, step_path
+    from dssm_kernels.workflows import checkpoint, preflight
+    reason = onnx_unavailable_reason()
+    if reason is not None:
+        raise ValueError(f"--format onnx: {reason}")
+    outs = {"both": [a.out, step_path(a.out)], "forward": [a.out], "step": [a.out]}[a.graph]
+    if not a.out.endswith(".onnx"):
+        raise ValueError(f"--out must end in .onnx, got {a.out!r}")
+    for path in outs:
+        if _same_file(path, a.checkpoint):
+            raise ValueError(f"--out {path!r} is the input checkpoint: give another --out")
+        preflight.writable_file(path, "--out")
+    model, _, _ = checkpoint.load(a.checkpoint)
+    written = export_onnx(model, a.out, graph=a.graph, max_length=a.max_length)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------- the parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,6 +407,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=experiments.DEFAULT_OUT, help="folder for results (default %(default)s)")
     s.add_argument("--quick", action="store_true", help="a small run to check the pipeline (default: off)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+
+    s = command("export", "export a checkpoint for deployment (ONNX: the forward and the streaming step)",
+                "Export a checkpoint's model, full or reduced, as ONNX graphs in real arithmetic (complex states as "
+                "real and imaginary parts): the whole-sequence forward to --out and the streaming step (the token's "
+                "features and the state in, the output and the new state out) to --out's stem + .step.onnx. The "
+                "graphs' metadata names their inputs, outputs and state shapes. Needs the packages onnx and "
+                "onnxscript; onnxruntime runs the result.", cmd_export)
+    s.add_argument("checkpoint", help="checkpoint to export (from dssm train or dssm reduce)")
+    s.add_argument("--format", required=True, choices=["onnx"], help="export format (required; onnx)")
+    s.add_argument("--out", required=True, help="the forward graph's path, ending in .onnx (required)")
+    s.add_argument("--graph", default="both", choices=["both", "forward", "step"],
+                   help="which graphs: both (--out and its .step.onnx), or one of them to --out (default %(default)s)")
+    s.add_argument("--max-length", type=_int_type(1, MAX_HORIZON), default=4096,
+                   help="the longest input of the forward graph of S4 layers, whose kernel is stored "
+                        "(default %(default)s; other layers take any length)")
     return p
 
 

@@ -272,7 +272,7 @@ def test_a_closed_pipe_ends_quietly(folder):
 def test_every_command_and_option_is_described(capsys):
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    assert set(subparsers.choices) == {"demo", "train", "reduce", "eval", "bench", "experiment"}
+    assert set(subparsers.choices) == {"demo", "train", "reduce", "eval", "bench", "experiment", "export"}
     for name, sub in subparsers.choices.items():
         assert sub.description and len(sub.description) > 40, name
         for action in sub._actions:
