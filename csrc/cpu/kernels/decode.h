@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -44,12 +45,19 @@ constexpr int64_t kMinParallelElems = int64_t(1) << 15;
 namespace detail {
 
 // exp(x) for float, vectorisable: x = k ln2 + r (Cody-Waite), e^r by its Taylor polynomial to r^7
-// (|r| <= ln2 / 2: truncation < 5e-9 relative), times 2^k built in the exponent bits. NaN stays NaN;
-// x beyond [-87.3, 88.7] is clamped (a denormal-free tiny value or 3.4e38).
+// (|r| <= ln2 / 2: truncation < 5e-9 relative), times 2^k as two normal powers 2^(k/2) 2^(k - k/2)
+// built in the exponent bits (one would overflow at k = 128). Below -87.3 it gives exp(-87.3) (no
+// denormals), above 88.72 inf (where float's exp overflows); NaN passes through. k is rounded by
+// adding and subtracting 1.5 * 2^23 (its bits then hold k): GCC vectorises neither std::floor
+// (without -fno-trapping-math) nor a float-to-int conversion after the clamps in these loops.
 inline float exp_f(float x) {
-  float xc = x < -87.3f ? -87.3f : x;
-  xc = xc > 88.7f ? 88.7f : xc;
-  const float k = std::floor(xc * 1.44269504f + 0.5f);
+  float xc = x < -87.3f ? -87.3f : x;  // ternaries, not std::min/max: those leave branches in the loop
+  xc = xc > 88.72f ? 88.72f : xc;
+  constexpr float kRound = 12582912.0f;
+  const float km = xc * 1.44269504f + kRound;
+  const float k = km - kRound;
+  const int32_t ki = __builtin_bit_cast(int32_t, km) - __builtin_bit_cast(int32_t, kRound);
+  const int32_t k1 = ki / 2;
   float r = xc - k * 0.693145752f;  // ln2 in two parts: the product with the high part is exact
   r = r - k * 1.42860677e-6f;
   float p = 1.0f / 5040.0f;
@@ -60,14 +68,29 @@ inline float exp_f(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  const float s1 = __builtin_bit_cast(float, static_cast<uint32_t>(k1 + 127) << 23);
+  const float s2 = __builtin_bit_cast(float, static_cast<uint32_t>(ki - k1 + 127) << 23);
+  const float e = p * s1 * s2;
+  return x > 88.7228f ? std::numeric_limits<float>::infinity() : e;
 }
 
-// erf(x) for float: Abramowitz & Stegun 7.1.26 on |x|, sign restored.
+// erf(x) for float: below |x| = 1 its Taylor series to x^21 (truncation < 2e-8); above, Abramowitz &
+// Stegun 7.1.26 on |x| (absolute error < 1.5e-7), sign restored. (7.1.26 alone: 1 - (...) cancels to
+// an absolute error of 5e-7 near 0.)
 inline float erf_f(float x) {
+  const float x2 = x * x;
+  float q = -1.0f / 76204800.0f;
+  q = q * x2 + 1.0f / 6894720.0f;
+  q = q * x2 - 1.0f / 685440.0f;
+  q = q * x2 + 1.0f / 75600.0f;
+  q = q * x2 - 1.0f / 9360.0f;
+  q = q * x2 + 1.0f / 1320.0f;
+  q = q * x2 - 1.0f / 216.0f;
+  q = q * x2 + 1.0f / 42.0f;
+  q = q * x2 - 1.0f / 10.0f;
+  q = q * x2 + 1.0f / 3.0f;
+  q = 1.0f - q * x2;  // 1 - x^2 / 3 + x^4 / 10 - ...
+  const float small = 1.12837917f * x * q;  // 2 / sqrt(pi)
   const float ax = std::fabs(x);
   const float t = 1.0f / (1.0f + 0.3275911f * ax);
   float p = 1.061405429f;
@@ -75,8 +98,8 @@ inline float erf_f(float x) {
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  const float e = 1.0f - p * t * exp_f(-ax * ax);
-  return std::copysign(e, x);
+  const float e = 1.0f - p * t * exp_f(-x2);
+  return ax < 1.0f ? small : std::copysign(e, x);
 }
 
 inline float exp_t(float x) { return exp_f(x); }
@@ -110,12 +133,19 @@ void layer_norm(const T* x, T* y, const T* gamma, const T* beta, T eps, int64_t 
 }
 
 // x <- GELU(x) = x / 2 (1 + erf(x / sqrt 2)), n elements.
+constexpr int64_t kElemChunk = 4096;  // elements per work item of the elementwise loops
+
 template <class T>
 void gelu(T* x, int64_t n, int num_threads = 0) {
-  const T inv_sqrt2 = T(0.70710678118654752440);
-#pragma omp parallel for simd schedule(static) if (n >= kMinParallelElems) \
-    num_threads(common::team_size(num_threads, n / 1024 + 1))
-  for (int64_t i = 0; i < n; ++i) x[i] = T(0.5) * x[i] * (T(1) + detail::erf_t(x[i] * inv_sqrt2));
+  const int64_t chunks = (n + kElemChunk - 1) / kElemChunk;
+#pragma omp parallel for schedule(static) if (n >= kMinParallelElems) \
+    num_threads(common::team_size(num_threads, chunks))
+  for (int64_t c = 0; c < chunks; ++c) {
+    T* xc = x + c * kElemChunk;  // a local pointer: GCC vectorises no loop that reloads a shared one
+    const int64_t m = std::min(kElemChunk, n - c * kElemChunk);
+#pragma omp simd
+    for (int64_t i = 0; i < m; ++i) xc[i] = T(0.5) * xc[i] * (T(1) + detail::erf_t(xc[i] * T(0.70710678118654752440)));
+  }
 }
 
 // h[m, :] += z[m, :H] * sigmoid(z[m, H:2H]) (z: M rows of 2H), the GLU output map and the residual.
