@@ -35,6 +35,8 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
+DSSM_WIDE_VECTORS_BEGIN
+
 namespace dssm {
 namespace kernels {
 namespace decode {
@@ -376,6 +378,8 @@ void pool_mean(const T* h, T* pooled, T* total, T* count, int64_t B, int64_t T_,
 }  // namespace decode
 }  // namespace kernels
 }  // namespace dssm
+
+DSSM_WIDE_VECTORS_END
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

@@ -52,6 +52,8 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
+DSSM_WIDE_VECTORS_BEGIN
+
 namespace dssm {
 namespace kernels {
 namespace ssm {
@@ -535,6 +537,8 @@ void step_bwd(const T* u, const T* state, const T* dA, const T* dB, const T* C, 
 }  // namespace ssm
 }  // namespace kernels
 }  // namespace dssm
+
+DSSM_WIDE_VECTORS_END
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
