@@ -8,7 +8,7 @@ import torch
 from deploy_models import (KINDS, classifier, double_copy, float32_tolerance, inputs, outputs_every_position,
                            reduced_classifier, rel_rms)
 from dssm_kernels._backend import cpp_unavailable_reason
-from dssm_kernels.deploy import StreamingDecoder, flops_per_token, plan_model
+from dssm_kernels.deploy import StreamingDecoder, bytes_per_call, flops_per_token, plan_model
 from dssm_kernels.nn import DSS, S4, S4D, S5, ResidualBlock
 
 needs_cpp = pytest.mark.skipif(cpp_unavailable_reason() is not None, reason=f"needs the C++ extension: "
@@ -150,6 +150,11 @@ def test_flops_per_token_counts_the_dense_maps_and_modes():
     assert 2 * 262144 + 2 * 256 * 32 * 11 < full < 0.8e6
     small = SequenceClassifier(n_classes=10, d_input=1, layer="s4d", d_model=256, d_state=8, n_layers=2, seed=0)
     assert full - flops_per_token(plan_model(small)) == 2 * 256 * (32 - 4) * 11
+    # bytes: the two GLU maps' weights dominate at batch 1; each layer's (dA, 2 C dB) planes and state
+    # (read and written) are 4 x 2 x H x N floats
+    weights = 2 * (256 * 512 + 512) * 4
+    assert bytes_per_call(plan_model(model), 1) - bytes_per_call(plan_model(small), 1) == 2 * 4 * 2 * 256 * 28 * 4
+    assert weights < bytes_per_call(plan_model(model), 1) < 1.05 * weights + 2 * 4 * 2 * 256 * 32 * 4 + 30000
 
 
 @needs_cpp

@@ -5,6 +5,6 @@ forward, both in real arithmetic.
     from dssm_kernels.deploy import StreamingDecoder, export_onnx
 """
 from dssm_kernels.deploy.decoder import StreamingDecoder
-from dssm_kernels.deploy.plan import NetworkPlan, flops_per_token, plan_model
+from dssm_kernels.deploy.plan import NetworkPlan, bytes_per_call, flops_per_token, plan_model
 
-__all__ = ["StreamingDecoder", "NetworkPlan", "plan_model", "flops_per_token"]
+__all__ = ["StreamingDecoder", "NetworkPlan", "plan_model", "flops_per_token", "bytes_per_call"]

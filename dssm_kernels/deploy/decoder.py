@@ -14,6 +14,9 @@ model.step gives: the running mean for pool="mean"), else d_model (a ResidualBlo
 its output at every position, as forward gives). After T tokens the outputs equal forward on those
 tokens within the rounding of the model's dtype; dropout is off (the decoder is the model in eval mode).
 
+A decoder is not thread-safe: one call at a time (its scratch buffers and state are shared); use one
+decoder per thread, or one decoder with a batch of streams.
+
 Backends: "cpp" (the fused step of csrc/cpu/decoder.cpp: dense products through torch's BLAS,
 kernels/decode.h for the rest), "reference" (the plain-torch step of deploy.realnet, the graph the
 ONNX export holds: slower, no extension needed), "auto" ("cpp" when the extension is built).

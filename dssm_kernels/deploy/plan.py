@@ -242,3 +242,24 @@ def flops_per_token(plan: NetworkPlan) -> int:
     if plan.pool is not None:
         total += (2 * H if plan.pool == "mean" else 0) + 2 * H * plan.head_w.shape[1] + plan.head_w.shape[1]
     return int(total)
+
+
+def bytes_per_call(plan: NetworkPlan, batch: int) -> int:
+    """Bytes one decoding call of one token per stream must move at least: every parameter read once
+    (the dense maps, the SSMs' planes, norms, head; an embedding's one row per stream) and each
+    stream's SSM state read and written. Batch 1 streams more bytes per FLOP than a core's caches
+    deliver at FMA speed: this, not the FLOP count, bounds its latency."""
+    size = plan.dtype.itemsize
+    n = 0
+    if plan.encoder is not None:
+        n += batch * plan.d_model if plan.tokens else sum(t.numel() for t in plan.encoder[1:])
+    for blk in plan.blocks:
+        n += sum(v.numel() for k, v in blk.ssm.params.items() if k != "K")
+        n += 2 * batch * int(torch.Size(blk.ssm.state_shape(1)).numel())
+        if blk.norm is not None:
+            n += 2 * plan.d_model
+        if blk.mix:
+            n += blk.out_w.numel() + blk.out_b.numel()
+    if plan.pool is not None:
+        n += plan.head_w.numel() + plan.head_b.numel() + (2 * batch * plan.d_model if plan.pool == "mean" else 0)
+    return int(n * size)

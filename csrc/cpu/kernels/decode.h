@@ -173,9 +173,11 @@ void add_into(const T* z, T* h, int64_t n) {
 
 // S4D / DSS over T tokens of B streams (see the header): u, y (B, T, H); ar, ai, cr, ci (N, H) planes
 // of dA and 2 C dB (the factor 2 of 2 Re folded in); D (H,) or null; state (B, 2, N, H): re planes
-// then im planes of s, updated in place. Channels go in blocks of kChannelBlock so that a block's
-// parameters and states stay in L1 over the T tokens.
-constexpr int64_t kChannelBlock = 64;
+// then im planes of s, updated in place. Work items are (channel block, stream), streams innermost:
+// a block's parameters (4 N kChannelBlock values: 16 KiB at N = 32 in float) stay in L1 over the T
+// tokens and across the streams a thread takes in turn, so a batch streams each stream's state once
+// and the parameters once, not once per stream.
+constexpr int64_t kChannelBlock = 32;
 
 template <class T>
 void diag_scan(const T* u, T* y, const T* ar, const T* ai, const T* cr, const T* ci, const T* D, T* state,
@@ -185,8 +187,8 @@ void diag_scan(const T* u, T* y, const T* ar, const T* ai, const T* cr, const T*
 #pragma omp parallel for schedule(static) if (B * T_ * H * N >= kMinParallelElems) \
     num_threads(common::team_size(num_threads, items))
   for (int64_t item = 0; item < items; ++item) {
-    const int64_t b = item / hblocks;
-    const int64_t h0 = (item % hblocks) * kChannelBlock;
+    const int64_t b = item % B;
+    const int64_t h0 = (item / B) * kChannelBlock;
     const int64_t nh = std::min(kChannelBlock, H - h0);
     T* sr = state + b * 2 * N * H + h0;
     T* si = sr + N * H;
