@@ -169,6 +169,8 @@ def test_bad_input():
         dec.step(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="T >= 1"):
         dec.run(torch.zeros(2, 0, 3))
+    with pytest.raises(ValueError, match="feed the stream in shorter chunks"):
+        dec.run(torch.zeros(1, 1, 1).expand(2, 1 << 26, 3))   # a view: nothing large allocated
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         dec.step([0.0, 1.0])
     tok = StreamingDecoder(classifier("s4d", tokens=True), batch=1)

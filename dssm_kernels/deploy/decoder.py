@@ -35,6 +35,7 @@ _ENCODER_CODES = {None: 0, "linear": 1, "embedding": 2}
 _POOL_CODES = {None: 0, "mean": 1, "last": 2}
 _HAS_NORM, _PRENORM, _GLU, _MIX = 1, 2, 4, 8
 MAX_BATCH = 1 << 20
+MAX_ELEMENTS = 1 << 31   # one activation buffer of a call (BLAS takes 32-bit sizes), checked before allocating
 
 
 def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -74,6 +75,8 @@ class StreamingDecoder:
         elif backend == "cpp" and cpp_unavailable_reason() is not None:
             raise RuntimeError(f"StreamingDecoder: backend 'cpp' is unavailable: {cpp_unavailable_reason()}")
         self.plan, self.batch, self.backend = plan, batch, backend
+        widths = [2 * plan.d_model, plan.n_out, plan.d_input or 1] + [2 * b.ssm.N for b in plan.blocks]
+        self._widest = max(widths)
         dt = plan.dtype
         self.states = [torch.zeros(b.ssm.state_shape(batch), dtype=dt) for b in plan.blocks]
         self._total = torch.zeros(batch, plan.d_model, dtype=dt) if plan.pool == "mean" else torch.zeros(0, dtype=dt)
@@ -145,6 +148,11 @@ class StreamingDecoder:
             x = x if sequence else x.unsqueeze(1)
         if x.shape[1] < 1:
             raise ValueError(f"StreamingDecoder.{who}: x must hold T >= 1 tokens, got shape {tuple(x.shape)}")
+        rows = B * x.shape[1]
+        if rows * self._widest >= MAX_ELEMENTS:
+            raise ValueError(f"StreamingDecoder.{who}: x holds {x.shape[1]} tokens of {B} streams, whose activations "
+                             f"({rows} rows of up to {self._widest} values) exceed {MAX_ELEMENTS} elements: feed the "
+                             "stream in shorter chunks (the state carries over)")
         return x.contiguous()
 
     # --- decoding ---------------------------------------------------------------------------------
