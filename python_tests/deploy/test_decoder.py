@@ -1,12 +1,12 @@
 """StreamingDecoder against forward: every layer kind, full and reduced, at L = 1, 7, 1000, at every
-position; streams fed in pieces; independent streams; bad input. Tolerances: deploy_models.py."""
+position; streams fed in pieces; independent streams; bad input. Tolerances: testing.py, "deploy models"."""
 import copy
 
 import pytest
 import torch
 
-from deploy_models import (KINDS, classifier, double_copy, float32_tolerance, inputs, outputs_every_position,
-                           reduced_classifier, rel_rms)
+from testing import (DEPLOY_KINDS, classifier_inputs, double_copy, float32_tolerance, outputs_every_position,
+                     reduced_classifier, rel_rms, small_classifier)
 from dssm_kernels._backend import cpp_unavailable_reason
 from dssm_kernels.deploy import StreamingDecoder, bytes_per_call, flops_per_token, plan_model
 from dssm_kernels.nn import DSS, S4, S4D, S5, ResidualBlock
@@ -16,7 +16,7 @@ needs_cpp = pytest.mark.skipif(cpp_unavailable_reason() is not None, reason=f"ne
 
 
 def _check_against_forward(model, L, B=2, backend="cpp", with_step=True):
-    x = inputs(model, B, L)
+    x = classifier_inputs(model, B, L)
     oracle = outputs_every_position(double_copy(model), x if x.dtype == torch.int64 else x.double())
     got = StreamingDecoder(model, batch=B, backend=backend).run(x)
     assert got.shape == oracle.shape
@@ -27,18 +27,18 @@ def _check_against_forward(model, L, B=2, backend="cpp", with_step=True):
 @needs_cpp
 @pytest.mark.parametrize("L", [1, 7, 1000])
 @pytest.mark.parametrize("reduced", [False, True], ids=["full", "reduced"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DEPLOY_KINDS)
 def test_decoder_equals_forward(kind, reduced, L):
-    model = (reduced_classifier if reduced else classifier)(kind)
+    model = (reduced_classifier if reduced else small_classifier)(kind)
     _check_against_forward(model, L, with_step=L <= 7 or kind != "s4")
 
 
 @needs_cpp
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DEPLOY_KINDS)
 def test_decoder_float64(kind):
     """In float64 the decoder is the model's arithmetic to rounding: 1e-10 over 300 tokens."""
-    model = classifier(kind, dtype=torch.float64)
-    x = inputs(model, 2, 300)
+    model = small_classifier(kind, dtype=torch.float64)
+    x = classifier_inputs(model, 2, 300)
     err = rel_rms(StreamingDecoder(model, batch=2).run(x), outputs_every_position(model, x))
     assert err <= 1e-10, err
 
@@ -50,14 +50,14 @@ def test_decoder_float64(kind):
 ], ids=["tokens", "pool-last", "no-norm", "gelu-map", "postnorm", "dss-softmax", "bilinear"])
 def test_decoder_model_options(variant):
     kind = "dss" if "variant" in variant.get("layer_kwargs", {}) else "s4d"
-    _check_against_forward(classifier(kind, **variant), 64)
+    _check_against_forward(small_classifier(kind, **variant), 64)
 
 
 @needs_cpp
 @pytest.mark.parametrize("kind", ["s4", "s5"])
 def test_decoder_layer_options(kind):
     kw = dict(init="legt", l_max=64) if kind == "s4" else dict(init="ptd", disc="bilinear")
-    _check_against_forward(classifier(kind, layer_kwargs=kw), 64)
+    _check_against_forward(small_classifier(kind, layer_kwargs=kw), 64)
 
 
 @needs_cpp
@@ -74,12 +74,12 @@ def test_decoder_block_and_bare_layer(layer):
 
 
 @needs_cpp
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DEPLOY_KINDS)
 def test_streams_fed_in_pieces(kind):
     """The state carries over between calls: pieces of 1, 3 and 16 tokens and single steps give the
     outputs of one call over the whole input (same arithmetic per token: to float32 rounding)."""
-    model = classifier(kind)
-    x = inputs(model, 3, 24)
+    model = small_classifier(kind)
+    x = classifier_inputs(model, 3, 24)
     whole = StreamingDecoder(model, batch=3).run(x)
     dec = StreamingDecoder(model, batch=3)
     parts = [dec.run(x[:, :1]), dec.run(x[:, 1:4]), dec.step(x[:, 4]).unsqueeze(1), dec.run(x[:, 5:21])]
@@ -90,8 +90,8 @@ def test_streams_fed_in_pieces(kind):
 @needs_cpp
 def test_streams_are_independent_and_reset():
     """Each stream of the batch is its own sequence; reset([i]) restarts stream i alone."""
-    model = classifier("s4d", tokens=True)
-    x = inputs(model, 3, 20)
+    model = small_classifier("s4d", tokens=True)
+    x = classifier_inputs(model, 3, 20)
     dec = StreamingDecoder(model, batch=3)
     dec.run(x[:, :10])
     dec.reset([1])
@@ -107,7 +107,7 @@ def test_streams_are_independent_and_reset():
 @needs_cpp
 def test_batch_64_two_threads():
     """A wide batch on the threaded paths (OpenMP over streams, BLAS over rows) equals forward."""
-    model = classifier("s5")
+    model = small_classifier("s5")
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -116,7 +116,7 @@ def test_batch_64_two_threads():
         torch.set_num_threads(old)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", DEPLOY_KINDS)
 def test_reference_backend(kind):
     """The plain-torch step (what ONNX holds) equals forward too, without the extension."""
     model = reduced_classifier(kind)
@@ -125,14 +125,14 @@ def test_reference_backend(kind):
 
 @needs_cpp
 def test_reference_backend_long():
-    _check_against_forward(classifier("s4d"), 1000, B=1, backend="reference", with_step=False)
+    _check_against_forward(small_classifier("s4d"), 1000, B=1, backend="reference", with_step=False)
 
 
 @needs_cpp
 def test_decoder_does_not_follow_the_model():
     """Built once: training the model further changes nothing in a decoder built before."""
-    model = classifier("s4d")
-    x = inputs(model, 1, 5)
+    model = small_classifier("s4d")
+    x = classifier_inputs(model, 1, 5)
     dec = StreamingDecoder(model, batch=1)
     before = copy.deepcopy(model)
     with torch.no_grad():
@@ -159,7 +159,7 @@ def test_flops_per_token_counts_the_dense_maps_and_modes():
 
 @needs_cpp
 def test_bad_input():
-    model = classifier("s4d")
+    model = small_classifier("s4d")
     dec = StreamingDecoder(model, batch=2)
     with pytest.raises(TypeError, match="x must be torch.float32"):
         dec.run(torch.zeros(2, 3, 3, dtype=torch.float64))
@@ -173,7 +173,7 @@ def test_bad_input():
         dec.run(torch.zeros(1, 1, 1).expand(2, 1 << 26, 3))   # a view: nothing large allocated
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         dec.step([0.0, 1.0])
-    tok = StreamingDecoder(classifier("s4d", tokens=True), batch=1)
+    tok = StreamingDecoder(small_classifier("s4d", tokens=True), batch=1)
     with pytest.raises(ValueError, match=r"token ids in \[0, vocab_size=11\), got 11"):
         tok.run(torch.tensor([[1, 11]]))
     with pytest.raises(TypeError, match="int64/int32 token ids"):
