@@ -196,7 +196,7 @@ def _mp_energy(sys: DiagonalSystem, L) -> float:
     s = sys.std
     X = [_mpc(v) for v in np.concatenate([s.p, np.conj(s.p)])]
     R = [_mpc(v) for v in np.concatenate([s.r, np.conj(s.r)])]
-    total = mp.mpf(float(s.d)) ** 2
+    total = mp.mpf(float(s.d[..., 0, 0])) ** 2
     for i in range(len(X)):
         for j in range(len(X)):
             q = X[i] * mp.conj(X[j])
@@ -342,5 +342,5 @@ def test_reduce_model_refuses_a_bad_horizon(horizon, exc, match):
 
 
 def test_gramians_checks_its_system():
-    with pytest.raises(TypeError, match=r"gramians: sys must be a DiagonalSystem, got dict"):
+    with pytest.raises(TypeError, match=r"gramians: sys must be a DiagonalSystem.* got dict"):
         gramians({})

@@ -20,14 +20,17 @@ Example (a real mode's twin adds the Hankel singular value 0; the bound is 2 * s
     (1.1576, True)
 """
 from dssm_kernels.reduction._common import ReductionInfo
-from dssm_kernels.reduction.bt import balanced_truncation
+from dssm_kernels.reduction.bt import balanced_singular_perturbation, balanced_truncation
+from dssm_kernels.reduction.dense import DenseSystem
 from dssm_kernels.reduction.gramians import gramians, hankel_singular_values
 from dssm_kernels.reduction.h2 import h2_reduction
-from dssm_kernels.reduction.modal import modal_truncation
+from dssm_kernels.reduction.layers import from_layer, to_layer
+from dssm_kernels.reduction.modal import modal_singular_perturbation, modal_truncation
 from dssm_kernels.reduction.model import LayerReport, ModelReport, reduce_model
 from dssm_kernels.reduction.norms import h2_norm, hinf_norm
-from dssm_kernels.reduction.system import DiagonalSystem, from_layer, to_layer
+from dssm_kernels.reduction.system import DiagonalSystem, MimoSystem
 
-__all__ = ["DiagonalSystem", "from_layer", "to_layer", "gramians", "hankel_singular_values", "h2_norm", "hinf_norm",
-           "balanced_truncation", "modal_truncation", "h2_reduction", "ReductionInfo", "reduce_model", "LayerReport",
-           "ModelReport"]
+__all__ = ["DiagonalSystem", "MimoSystem", "DenseSystem", "from_layer", "to_layer", "gramians",
+           "hankel_singular_values", "h2_norm", "hinf_norm", "balanced_truncation", "balanced_singular_perturbation",
+           "modal_truncation", "modal_singular_perturbation", "h2_reduction", "ReductionInfo", "reduce_model",
+           "LayerReport", "ModelReport"]

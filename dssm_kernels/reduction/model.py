@@ -22,12 +22,14 @@ from torch import nn
 
 from dssm_kernels.nn._base import SSMLayer
 from dssm_kernels.reduction._common import check_max_iter, check_tol, single_threaded
-from dssm_kernels.reduction.bt import Balancer, balanced_truncation
+from dssm_kernels.reduction.bt import BT, balanced_truncation
 from dssm_kernels.reduction.gramians import check_horizon, resolve_horizon
 from dssm_kernels.reduction.h2 import h2_reduction, stabilized
-from dssm_kernels.reduction.modal import dominance, modal_truncation
+from dssm_kernels.reduction.layers import from_layer, reducible, to_layer
+from dssm_kernels.reduction.modal import MT, modal_truncation
 from dssm_kernels.reduction.norms import h2_norm, hinf_norm
-from dssm_kernels.reduction.system import DiagonalSystem, from_layer, pad_modes, to_layer
+from dssm_kernels.reduction.reductor import SystemContext
+from dssm_kernels.reduction.system import DiagonalSystem, pad_modes
 
 METHODS = ("bt", "modal", "h2")
 DEFAULT_MEASURE_STEPS = 1024      # kernel length errors are measured over without horizon or l_max
@@ -89,11 +91,12 @@ def _ssm_layers(model: nn.Module):
     that has no diagonal SISO form (S4's DPLR, S5's MIMO state)."""
     found = []
     for name, mod in model.named_modules():
-        reducible = callable(getattr(mod, "modal_form", None)) and callable(getattr(mod, "with_modal_form", None))
-        if isinstance(mod, SSMLayer) and not reducible:
+        can = reducible(mod) and not callable(getattr(mod, "dense_form", None)) and \
+            not (callable(getattr(mod, "modal_form", None)) and mod.modal_form().get("mimo", False))
+        if isinstance(mod, SSMLayer) and not can:
             raise TypeError(f"reduce_model: {name or 'model'} is a {type(mod).__name__}, which has no diagonal "
                             "SISO-per-channel form (modal_form/with_modal_form): only S4D and DSS layers can be reduced")
-        if reducible:
+        if can:
             parent, _, attr = name.rpartition(".")
             found.append((model.get_submodule(parent) if name else None, attr, name or "model", mod))
     if not found:
@@ -104,14 +107,10 @@ def _ssm_layers(model: nn.Module):
 def _modes_for_tol(sys: DiagonalSystem, method: str, tol: float, horizon) -> int:
     """The fewest complex modes in which every channel meets tol (BT's or modal's bound)."""
     need = 1
+    m = (BT if method == "bt" else MT)("reduce_model", horizon, None)
     for one in sys.flat():
-        if method == "bt":
-            bal = Balancer(one.std, horizon, "reduce_model")
-            need = max(need, len(bal.project(bal.rank_for(None, tol))[0]))
-        else:
-            dom = np.sort(dominance(one.std, horizon))[::-1]
-            tails = np.concatenate([np.cumsum(dom[::-1])[::-1], [0.0]])
-            need = max(need, int(np.argmax(tails <= tol)))
+        ctx = SystemContext(one, horizon, "reduce_model")
+        need = max(need, len(m.fit(ctx, m.rank_for(ctx, None, tol)).p))
     return need
 
 
