@@ -40,3 +40,25 @@ def dense_hsv(sys: DiagonalSystem) -> np.ndarray:
 
 def rel(a, b) -> float:
     return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+def random_mimo(rng: np.random.Generator, N: int, m: int, p: int, dt=None, disc: str = "zoh", decay=(0.02, 1.0),
+                freq: float = 3.0, n_real: int = 0):
+    """A MimoSystem like random_system: N stable modes (the last n_real real), B (N, m), C (p, N) ~ CN(0, 1),
+    D (p, m) ~ N(0, 1)."""
+    from dssm_kernels.reduction import MimoSystem
+    im = rng.normal(0, freq, N)
+    if n_real:
+        im[N - n_real:] = 0.0
+    lam = -rng.uniform(*decay, N) + 1j * im
+    cn = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
+    return MimoSystem(lam, cn(N, m), cn(p, N), rng.normal(size=(p, m)), dt=dt, disc=disc)
+
+
+def dense_lyapunov_hsv(A, B, C, discrete: bool) -> np.ndarray:
+    """sqrt(eig(P Q)) from scipy's dense Lyapunov solvers (the textbook route), descending."""
+    if discrete:
+        P, Q = sl.solve_discrete_lyapunov(A, B @ B.T), sl.solve_discrete_lyapunov(A.T, C.T @ C)
+    else:
+        P, Q = sl.solve_continuous_lyapunov(A, -B @ B.T), sl.solve_continuous_lyapunov(A.T, -C.T @ C)
+    return np.sort(np.sqrt(np.abs(np.linalg.eigvals(P @ Q).real)))[::-1]
