@@ -126,6 +126,25 @@ def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | Non
     module.register_parameter(name, p)
 
 
+def modal_tensors(who: str, H: int, lam, B, C, D, dt):
+    """A diagonal layer's continuous modes as complex128 lam, B, C (H, N) and float64 D, dt (H,), checked:
+    shapes, finite values, dt > 0 (ValueError naming the argument)."""
+    lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
+    if lam.dim() != 2 or lam.shape[0] != H or lam.shape[1] < 1:
+        raise ValueError(f"{who}: lam must be (H={H}, N) with N >= 1, got {tuple(lam.shape)}")
+    D = torch.as_tensor(D, dtype=torch.float64)
+    dt = torch.as_tensor(dt, dtype=torch.float64)
+    for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]), ("dt", dt, lam.shape[:1])):
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
+    for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite value(s)")
+    if not bool((dt > 0).all()):
+        raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
+    return lam, B, C, D, dt
+
+
 class SSMLayer(nn.Module, abc.ABC):
     """Base of the layers: H = d_model channels, d_state the real state size (even: N = d_state / 2
     complex modes in conjugate pairs). Subclasses set up their parameters and implement forward on
@@ -260,26 +279,12 @@ class DiagonalConvLayer(ConvSSMLayer):
         """(dA, dB, C, log dA), complex (H, N) each."""
 
     def _modal_tensors(self, lam, B, C, D, dt):
-        """with_modal_form's arguments as complex128 lam, B, C (H, N) and float64 D, dt (H,) (None: this
-        layer's), checked: shapes, finite values, dt > 0."""
-        who = f"{type(self).__name__}.with_modal_form"
-        lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
-        if lam.dim() != 2 or lam.shape[0] != self.d_model or lam.shape[1] < 1:
-            raise ValueError(f"{who}: lam must be (H={self.d_model}, N) with N >= 1, got {tuple(lam.shape)}")
-        form = self.modal_form()
-        D = form["D"] if D is None else torch.as_tensor(D, dtype=torch.float64)
-        dt = form["dt"] if dt is None else torch.as_tensor(dt, dtype=torch.float64)
-        for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]),
-                               ("dt", dt, lam.shape[:1])):
-            if tuple(t.shape) != tuple(shape):
-                raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
-        for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite "
-                                 "value(s)")
-        if not bool((dt > 0).all()):
-            raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
-        return lam, B, C, D, dt
+        """with_modal_form's arguments checked (modal_tensors), D and dt None meaning this layer's."""
+        if D is None or dt is None:
+            form = self.modal_form()
+            D = form["D"] if D is None else D
+            dt = form["dt"] if dt is None else dt
+        return modal_tensors(f"{type(self).__name__}.with_modal_form", self.d_model, lam, B, C, D, dt)
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""

@@ -133,18 +133,22 @@ class SystemContext:
     @functools.cached_property
     def std(self) -> StdForm:
         """The modal form: a diagonal system's own; a dense system's from its minimal balanced realisation
-        (balanced truncation at the numerical rank, exact to rounding), diagonalised."""
+        (balanced truncation at the numerical rank, exact to rounding), diagonalised (modal_error: the
+        relative difference the diagonalisation made, which warns above REDIAG_WARN)."""
         if isinstance(self.system, _ModalSystem):
+            self.modal_error = 0.0
             return self.system.std
         bal = self.balancing
         k = bal.numerical_rank
-        p, b, c, err = modal_from_real(*bal.truncation(k)) if k else (np.zeros(0, complex), np.zeros((0, 1)),
-                                                                      np.zeros((1, 0)), 0.0)
+        p_out, m = self.system.io_shape
+        p, b, c, err = modal_from_real(*bal.truncation(k)) if k else (np.zeros(0), np.zeros((0, m)), np.zeros((p_out, 0)),
+                                                                      0.0)
+        self.modal_error = err
         if err > REDIAG_WARN:
             warnings.warn(f"{self.who}: the modal form of the dense system (its minimal balanced realisation, order {k}, "
-                          f"diagonalised) differs from it by {err:.2e} (relative): a nearly defective A",
-                          RuntimeWarning, stacklevel=4)
-        return StdForm(p, b.astype(complex), c.astype(complex), bal.d, self.discrete)
+                          f"diagonalised) differs from it by {err:.2e} (relative): a nearly defective A; the modal "
+                          "methods' bounds are not guaranteed there", RuntimeWarning, stacklevel=4)
+        return StdForm(*(np.asarray(a, np.complex128) for a in (p, b, c)), bal.d, self.discrete)
 
 
 class Method:
