@@ -145,6 +145,27 @@ def modal_tensors(who: str, H: int, lam, B, C, D, dt):
     return lam, B, C, D, dt
 
 
+def mimo_modal_tensors(who: str, layer, lam, B, C, D, dt):
+    """A MIMO layer's with_modal_form arguments as complex128 lam (N,), B (N, H), C (H, N), float64 D (H,)
+    and a float dt, checked (shapes, finite, dt > 0); D None: the layer's, dt None: 1."""
+    H = layer.d_model
+    lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
+    if lam.dim() != 1 or lam.shape[0] < 1:
+        raise ValueError(f"{who}: lam must be (N,) with N >= 1, got {tuple(lam.shape)}")
+    N = lam.shape[0]
+    D = layer.D.detach().double() if D is None else torch.as_tensor(D, dtype=torch.float64)
+    dt = torch.tensor(1.0, dtype=torch.float64) if dt is None else torch.as_tensor(dt, dtype=torch.float64)
+    for name, t, shape in (("B", B, (N, H)), ("C", C, (H, N)), ("D", D, (H,)), ("dt", dt, ())):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{who}: {name} must have shape {shape}, got {tuple(t.shape)}")
+    for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite value(s)")
+    if not float(dt) > 0:
+        raise ValueError(f"{who}: dt must be > 0, got {float(dt)}")
+    return lam, B, C, D, float(dt)
+
+
 class SSMLayer(nn.Module, abc.ABC):
     """Base of the layers: H = d_model channels, d_state the real state size (even: N = d_state / 2
     complex modes in conjugate pairs). Subclasses set up their parameters and implement forward on
@@ -236,6 +257,13 @@ class SSMLayer(nn.Module, abc.ABC):
             return self.default_state(u_t.shape[0])
         self._check_state(state, u_t.shape[0], who)
         return state
+
+    def config(self) -> dict:
+        """The constructor options (besides d_model, d_state, backend, dtype, device, seed) that rebuild a
+        layer of this structure, for SequenceClassifier's per-block configs: plain values only."""
+        return {name: getattr(self, name) for name in self._config_options}
+
+    _config_options: tuple = ("transposed", "l_max")
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}, transposed={self.transposed}, backend={self.backend!r}"

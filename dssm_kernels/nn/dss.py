@@ -44,6 +44,8 @@ class DSS(DiagonalConvLayer):
         torch.Size([2, 100, 4])
     """
 
+    _config_options = ("variant", "init", "ssm_lr", "transposed", "l_max")
+
     def __init__(self, d_model: int, d_state: int = 64, *, variant: str = "exp", init: str = "skew-hippo",
                  l_max: int | None = None, dt_min: float = 1e-3, dt_max: float = 1e-1,
                  ssm_lr: float | None = 1e-3, transposed: bool = False, backend: str = "auto",

@@ -60,6 +60,8 @@ class S4(ConvSSMLayer):
         torch.Size([2, 100, 4])
     """
 
+    _config_options = ("init", "ssm_lr", "transposed", "l_max")
+
     def __init__(self, d_model: int, d_state: int = 64, *, init: str = "legs", l_max: int | None = None,
                  dt_min: float = 1e-3, dt_max: float = 1e-1, ssm_lr: float | None = 1e-3,
                  transposed: bool = False, backend: str = "auto", dtype: torch.dtype = torch.float32,

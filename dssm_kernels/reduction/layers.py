@@ -84,7 +84,7 @@ def to_layer(layer, sys):
     if sys.dt is None:
         raise ValueError("to_layer: the system must be discrete (a layer's step), got a continuous one")
     if isinstance(sys, MimoSystem):
-        return layer.with_modal_form(c(sys.lam), c(sys.B), c(sys.C), D=r(np.diagonal(sys.D, axis1=-2, axis2=-1)),
+        return layer.with_modal_form(c(sys.lam), c(sys.B), c(sys.C), D=r(np.diagonal(sys.D, axis1=-2, axis2=-1).copy()),
                                      dt=r(sys.dt))
     return layer.with_modal_form(c(sys.lam), c(sys.B), c(sys.C), D=r(sys.D), dt=r(sys.dt))
 
