@@ -30,8 +30,8 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (ConvSSMLayer, check_choice, check_dt_range, crandn, log_uniform, modal_tensors,
-                                   seeded_generator, ssm_param)
+from dssm_kernels.nn._base import (ChannelModes, ConvSSMLayer, check_choice, check_dt_range, crandn, log_uniform,
+                                   modal_tensors, seeded_generator, ssm_param)
 
 INITS = {"legs": "legs", "legt": "legt", "fout": "fout"}
 MIN_DECAY = 1e-3
@@ -185,17 +185,19 @@ class S4(ConvSSMLayer):
             return dict(A=A, B=_full(B), C=_full(double.output_vector()), D=double.D.clone(), dt=dt[:, 0].clone(),
                         disc=self.disc)
 
-    def with_modal_form(self, lam, B, C, D=None, dt=None):
+    def with_modal_form(self, lam, B, C, D=None, dt=None, *, channel_modes: list | None = None):
         """The reduction of an S4 is diagonal: an S4D layer (bilinear, like S4) with this layer's options
         holding the given continuous modes lam, B, C (H, N) (d_state = 2 N) and D, dt (H,) (None: this
-        layer's); Re lam < 0."""
+        layer's); Re lam < 0. channel_modes: as S4D.with_modal_form."""
         from dssm_kernels.nn.s4d import S4D
         with torch.no_grad():
             D = self.D.double() if D is None else D
             dt = self.log_dt.double().exp() if dt is None else dt
         lam, B, C, D, dt = modal_tensors("S4.with_modal_form", self.d_model, lam, B, C, D, dt)
-        new = S4D(self.d_model, 2 * lam.shape[1], disc="bilinear", ssm_lr=self.ssm_lr, transposed=self.transposed,
-                  backend=self.backend, dtype=self._float, device=self._device, l_max=self.l_max)
+        d_state = 2 * lam.shape[1] if channel_modes is None else ChannelModes.d_state(channel_modes)
+        new = S4D(self.d_model, d_state, disc="bilinear", ssm_lr=self.ssm_lr, transposed=self.transposed,
+                  backend=self.backend, dtype=self._float, device=self._device, l_max=self.l_max,
+                  channel_modes=channel_modes)
         with torch.no_grad():
             new._set(lam, B, C, D, dt, dtype=self._float, device=self._device)
         return new

@@ -38,7 +38,7 @@ from dssm_kernels.reduction.bt import BT
 from dssm_kernels.reduction.gramians import weight
 from dssm_kernels.reduction.modal import MT
 from dssm_kernels.reduction.norms import h2_inner_factored, h2_norm
-from dssm_kernels.reduction.reductor import Fitted, Method, SystemContext, assemble, check_common
+from dssm_kernels.reduction.reductor import Fitted, Method, SystemContext, check_common, run
 from dssm_kernels.reduction.system import StdForm, _ModalSystem, pad_std
 
 INITS = ("bt", "modal")
@@ -251,9 +251,7 @@ def h2_reduction(sys, rank: int, init="bt", horizon=None, *, max_modes: int | No
             or init.io_shape != sys.io_shape:
         raise ValueError(f"{who}: init must match sys's batch shape {sys.batch_shape}, dt and disc")
     method = H2(who, horizon, max_modes, init=init, max_iter=max_iter, rank=rank)
-    ctxs = [SystemContext(one, horizon, who) for one in sys.flat()]
-    fitted = method.reduce_batch(ctxs, [method.rank_for(ctx, rank, None) for ctx in ctxs])
-    out, info = assemble(method, sys, ctxs, fitted, min_modes=max(len(f.p) for f in fitted))
+    out, info = run(method, sys, rank, None)
     info.extra["iterations"] = int(np.max(info.extra["iterations"]))
     return out, info
 

@@ -74,9 +74,11 @@ def dense_system(f: dict) -> DenseSystem:
     return DenseSystem(Ar, Br, Cr, Dr, discrete=True, dt=dt, disc=f["disc"])
 
 
-def to_layer(layer, sys):
+def to_layer(layer, sys, channel_modes: list | None = None):
     """A new layer like `layer` holding `sys` (a reduced DiagonalSystem of batch (H,), or MimoSystem),
-    through layer.with_modal_form(); a MIMO system's D enters as its diagonal (module docstring)."""
+    through layer.with_modal_form(); a MIMO system's D enters as its diagonal (module docstring).
+    channel_modes: a SISO layer keeps only the first channel_modes[h] modes of channel h (S4D, DSS and
+    an S4's S4D: their per-channel layout)."""
     if not callable(getattr(layer, "with_modal_form", None)):
         raise TypeError(f"to_layer: {type(layer).__name__} has no with_modal_form(); cannot hold a reduced system")
     c = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.complex128)  # noqa: E731
@@ -86,6 +88,8 @@ def to_layer(layer, sys):
     if isinstance(sys, MimoSystem):
         return layer.with_modal_form(c(sys.lam), c(sys.B), c(sys.C), D=r(np.diagonal(sys.D, axis1=-2, axis2=-1).copy()),
                                      dt=r(sys.dt))
+    if channel_modes is not None:
+        return layer.with_modal_form(c(sys.lam), c(sys.B), c(sys.C), D=r(sys.D), dt=r(sys.dt), channel_modes=channel_modes)
     return layer.with_modal_form(c(sys.lam), c(sys.B), c(sys.C), D=r(sys.D), dt=r(sys.dt))
 
 
@@ -95,6 +99,17 @@ def feedthrough_shift(sys) -> float:
         return 0.0
     off = sys.D - np.diag(np.diagonal(sys.D))
     return float(np.linalg.norm(off, 2))
+
+
+def modal_feedthrough_shift(p, b, c, d, discrete: bool) -> float:
+    """feedthrough_shift of the MIMO system with standard form (p (k,), b (k, m), c (p_out, k), d): its
+    layer-form D = d - 2 Re(C dB) with C = c / p, dB = b (discrete; d itself when continuous)."""
+    D = np.asarray(d, float)
+    if discrete and len(p):
+        D = D - 2 * ((c / p) @ b).real
+    if D.shape[-1] == 1 and D.shape[-2] == 1:
+        return 0.0
+    return float(np.linalg.norm(D - np.diag(np.diagonal(D)), 2))
 
 
 def _np(x) -> np.ndarray:

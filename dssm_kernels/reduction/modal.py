@@ -124,12 +124,19 @@ class MT(Method):
     def bounds(self, ctx):
         score, sizes = self._scores(ctx)
         total = score.sum()
-        return np.array([total - score[select(score, sizes, r, self.max_modes)].sum() for r in range(ctx.n + 1)])
+        mm = self.modes_limit(ctx)
+        return np.array([total - score[select(score, sizes, r, mm)].sum() for r in range(ctx.n + 1)])
+
+    def bounds_by_modes(self, ctx) -> np.ndarray:
+        """The bound when keeping k complex modes (rank 2k, at most k modes), k = 0 .. the system's modes."""
+        score, sizes = self._scores(ctx)
+        total = score.sum()
+        return np.array([total - score[select(score, sizes, 2 * k, k)].sum() for k in range(len(score) + 1)])
 
     def reduce(self, ctx, r):
         s = ctx.std
         score, sizes = self._scores(ctx)
-        k = select(score, sizes, r, self.max_modes)
+        k = select(score, sizes, r, self.modes_limit(ctx))
         d = s.d + (self.dc(s, k) if self.name == "msp" else 0.0)
         dropped = np.setdiff1d(np.arange(s.n_modes), k)
         return Reduced(d, p=s.p[k], b=s.b[k], c=s.c[:, k], rank=int(sizes[k].sum()), modes=k,

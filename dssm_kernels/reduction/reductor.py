@@ -105,10 +105,11 @@ class Balancing:
 class SystemContext:
     """One unbatched system and what the methods share about it, each computed once on first use."""
 
-    def __init__(self, system, horizon, who: str):
+    def __init__(self, system, horizon, who: str, max_modes: int | None = None):
         self.system, self.horizon, self.who = system, horizon, who
         self.discrete = system.discrete
         self.n = system.n_states
+        self.max_modes = max_modes          # this system's own limit (a budget's allocation), else the method's
 
     @functools.cached_property
     def factors(self):
@@ -186,8 +187,13 @@ class Method:
             r = min(r, int(np.argmax(b <= tol)) if np.any(b <= tol) else ctx.n)
         return min(r, self.max_rank(ctx))
 
+    def modes_limit(self, ctx: SystemContext) -> int | None:
+        """The complex modes the system's reduction may use: its own limit, else the call's max_modes."""
+        return ctx.max_modes if ctx.max_modes is not None else self.max_modes
+
     def fit(self, ctx: SystemContext, r: int) -> Fitted:
         """reduce(ctx, r) in modal form, r lowered one step at a time until it fits in max_modes."""
+        max_modes = self.modes_limit(ctx)
         while True:
             red = self.reduce(ctx, r)
             if red.p is None:
@@ -198,7 +204,7 @@ class Method:
                     p, b, c, err = modal_from_real(red.A, red.B, red.C)
             else:
                 p, b, c, err = red.p, red.b, red.c, 0.0
-            if self.max_modes is None or len(p) <= self.max_modes or r == 0:
+            if max_modes is None or len(p) <= max_modes or r == 0:
                 break
             r -= 1
         p, b, c = (np.asarray(a, np.complex128) for a in (p, b, c))   # eig gives a real array when all poles are
@@ -226,10 +232,12 @@ def pad_pole(sys) -> np.ndarray:
     return discretize(np.full(sys.batch_shape + (1,), PAD_LAM), sys.dt, sys.disc)[0][..., 0]
 
 
-def run(method: Method, sys, rank: int | None, tol: float | None, *, min_modes: int = 1):
-    """The loop of the module docstring: (reduced system, ReductionInfo)."""
-    ctxs = [SystemContext(one, method.horizon, method.who) for one in sys.flat()]
-    ranks = [method.rank_for(ctx, rank, tol) for ctx in ctxs]
+def run(method: Method, sys, rank, tol: float | None, *, ctxs: list | None = None, min_modes: int = 1):
+    """The loop of the module docstring: (reduced system, ReductionInfo). rank: an int, or one per system
+    (flat batch order); ctxs: the systems' contexts when the caller has them (their max_modes too)."""
+    ctxs = ctxs if ctxs is not None else [SystemContext(one, method.horizon, method.who) for one in sys.flat()]
+    ranks = np.broadcast_to(np.asarray(rank if rank is not None else -1), (len(ctxs),))
+    ranks = [method.rank_for(ctx, None if r < 0 else int(r), tol) for ctx, r in zip(ctxs, ranks)]
     fitted = method.reduce_batch(ctxs, ranks)
     return assemble(method, sys, ctxs, fitted, min_modes)
 
@@ -306,6 +314,7 @@ def assemble(method: Method, sys, ctxs: list, fitted: list, min_modes: int = 1):
         extra[key] = padded.reshape(batch + (n,))
     rediag = np.array([f.rediag_error for f in fitted]).reshape(batch)
     extra["rediag_error"] = rediag
+    extra["modes"] = np.array([len(f.p) for f in fitted]).reshape(batch)     # before padding
     if np.max(rediag, initial=0.0) > REDIAG_WARN:
         warnings.warn(f"{method.who}: re-diagonalising the reduced system changed its transfer function by up to "
                       f"{np.max(rediag):.2e} (relative): a nearly defective reduced A", RuntimeWarning, stacklevel=3)
