@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 
 from dssm_kernels.reduction.gramians import check_horizon
 from dssm_kernels.reduction.system import DISCRETISATIONS, DiagonalSystem, MimoSystem, _ModalSystem, as_array
@@ -166,12 +167,29 @@ class DenseSystem:
 
     # ----------------------------------------------------------------------------- responses
     def response(self, x) -> np.ndarray:
-        """G at the points x (complex (K,)): complex (..., K, p, m)."""
+        """G at the points x (complex (K,)): complex (..., K, p, m). Through each system's complex Schur form
+        A = Z T Z* (computed once, backward stable): G(x) = C Z (x I - T)^-1 Z* B + D, the triangular solves
+        vectorised over the points, O(K n^2) per system instead of K dense solves."""
         x = np.asarray(x, dtype=np.complex128)
-        eye = np.eye(self.n_states)
-        M = x[:, None, None] * eye - self.A[..., None, :, :]             # (..., K, n, n)
-        X = np.linalg.solve(M, np.broadcast_to(self.B[..., None, :, :], M.shape[:-1] + self.B.shape[-1:]))
-        return self.C[..., None, :, :] @ X + self.D[..., None, :, :]
+        if len(x) <= 4:            # a few points (a peak being polished): dense solves cost less than the loop
+            M = x[:, None, None] * np.eye(self.n_states) - self.A[..., None, :, :]
+            X = np.linalg.solve(M, np.broadcast_to(self.B[..., None, :, :], M.shape[:-1] + self.B.shape[-1:]))
+            return self.C[..., None, :, :] @ X + self.D[..., None, :, :]
+        out = np.empty(self.batch_shape + (len(x),) + self.io_shape, np.complex128)
+        flat = out.reshape((-1,) + out.shape[-3:])
+        schur = self.__dict__.setdefault("_schur", {})
+        for i in range(flat.shape[0]):
+            idx = np.unravel_index(i, self.batch_shape)
+            if i not in schur:
+                T, Z = scipy.linalg.schur(self.A[idx], output="complex")
+                schur[i] = (T, Z.conj().T @ self.B[idx], self.C[idx] @ Z)
+            T, Bz, Cz = schur[i]
+            X = np.empty((len(x),) + Bz.shape, np.complex128)          # (K, n, m)
+            for r in range(T.shape[0] - 1, -1, -1):                     # back substitution, all points at once
+                acc = Bz[r] + np.einsum("j,kjm->km", T[r, r + 1:], X[:, r + 1:])   # (x I - T) is -T off the diagonal
+                X[:, r] = acc / (x - T[r, r])[:, None]
+            flat[i] = Cz @ X + self.D[idx]
+        return out
 
     def frequency_response(self, w) -> np.ndarray:
         """G on the imaginary axis or the unit circle: (..., len(w)) for SISO systems, else (..., p, m, len(w))."""

@@ -164,8 +164,9 @@ class StdForm:
         x = np.asarray(x, dtype=np.complex128)
         w = 1 / (x[:, None] - self.p[..., None, :])                 # (..., K, N)
         wc = 1 / (x[:, None] - np.conj(self.p)[..., None, :])
-        G = np.einsum("...in,...kn,...nj->...kij", self.c, w, self.b)
-        G = G + np.einsum("...in,...kn,...nj->...kij", np.conj(self.c), wc, np.conj(self.b))
+        # (C diag(w)) B per point as batched matrix products (BLAS), not one einsum
+        G = (self.c[..., None, :, :] * w[..., :, None, :]) @ self.b[..., None, :, :]
+        G = G + (np.conj(self.c)[..., None, :, :] * wc[..., :, None, :]) @ np.conj(self.b)[..., None, :, :]
         return G + self.d[..., None, :, :]
 
     def realization(self, real: bool = True):
