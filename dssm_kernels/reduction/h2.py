@@ -37,9 +37,9 @@ from dssm_kernels.reduction._common import check_max_iter, single_threaded
 from dssm_kernels.reduction.bt import BT
 from dssm_kernels.reduction.gramians import weight
 from dssm_kernels.reduction.modal import MT
-from dssm_kernels.reduction.norms import h2_inner_factored, h2_norm
+from dssm_kernels.reduction.norms import h2_inner_factored, h2_norm_unthreaded
 from dssm_kernels.reduction.reductor import Fitted, Method, SystemContext, check_common, run
-from dssm_kernels.reduction.system import StdForm, _ModalSystem, pad_std
+from dssm_kernels.reduction.system import DiagonalSystem, StdForm, _ModalSystem, pad_std
 
 INITS = ("bt", "modal")
 P_MIN = 1e-4          # smallest modulus of a discrete reduced pole (module docstring)
@@ -192,10 +192,9 @@ class H2(Method):
             for i, f in enumerate(starts):
                 k = len(f.p)
                 ends[i] = Fitted(p1[i, :k], g1[i, :k], np.swapaxes(c1[i, :k], 0, 1), f.d, f.rank, 0.0, np.nan, {}, {})
+        e0s, e1s = _measured(ctxs, starts, self.horizon), _measured(ctxs, ends, self.horizon)
         out = []
-        for ctx, f0, f1 in zip(ctxs, starts, ends):
-            e0 = _measured(ctx, f0, self.horizon)
-            e1 = _measured(ctx, f1, self.horizon) if f1 is not None else np.inf
+        for f0, f1, e0, e1 in zip(starts, ends, e0s, e1s):
             better = bool(e1 < e0)
             best = f1 if better else f0
             best.extra = dict(h2_error_init=e0, h2_error=min(e0, e1), improved=better,
@@ -205,18 +204,42 @@ class H2(Method):
         return out
 
 
-def _measured(ctx: SystemContext, f: Fitted, horizon) -> float:
-    """||G - G_r||_2 / ||G||_2 over the horizon of the system realised from the modal form (inf when it
-    does not realise: a non-finite layer parameter)."""
-    sys = ctx.system
-    try:
-        with np.errstate(all="ignore"):
-            red = sys.modal_class.from_modal(f.p, f.b, f.c, f.d, sys.dt, sys.disc)
-    except ValueError:            # non-finite values: the candidate is no system
-        return np.inf
-    ref = h2_norm(sys, horizon)
-    err = h2_norm(sys - red, horizon)
-    return float(err / ref) if ref > 0 else float(err)
+def _measured(ctxs: list, fitted: list, horizon) -> list:
+    """||G - G_r||_2 / ||G||_2 over the horizon of each system realised from its modal form (inf where it
+    does not realise: a non-finite layer parameter, or no candidate). SISO systems of one size are
+    measured as one batch (one kernel head for all)."""
+    out = [np.inf] * len(ctxs)
+    todo = [i for i, f in enumerate(fitted) if f is not None]
+    systems = [ctxs[i].system for i in todo]
+    if todo and all(isinstance(s, DiagonalSystem) for s in systems) and len({s.n_modes for s in systems}) == 1:
+        full = DiagonalSystem.stack(systems)
+        n = max(len(fitted[i].p) for i in todo)
+        pieces = [pad_std(StdForm(fitted[i].p, fitted[i].b, fitted[i].c, fitted[i].d, full.discrete), n,
+                          0.5 if full.discrete else -1.0) for i in todo]
+        try:
+            with np.errstate(all="ignore"):
+                red = DiagonalSystem.from_modal(np.stack([q.p for q in pieces]), np.stack([q.b for q in pieces]),
+                                                np.stack([q.c for q in pieces]), np.stack([q.d for q in pieces]),
+                                                full.dt, full.disc)
+        except ValueError:                   # some candidate does not realise: measure one by one below
+            pass
+        else:
+            ref = np.atleast_1d(h2_norm_unthreaded(full, horizon))
+            err = np.atleast_1d(h2_norm_unthreaded(full - red, horizon))
+            for j, i in enumerate(todo):
+                out[i] = float(err[j] / ref[j]) if ref[j] > 0 else float(err[j])
+            return out
+    for i in todo:
+        sys, f = ctxs[i].system, fitted[i]
+        try:
+            with np.errstate(all="ignore"):
+                red = sys.modal_class.from_modal(f.p, f.b, f.c, f.d, sys.dt, sys.disc)
+        except ValueError:
+            continue
+        ref = h2_norm_unthreaded(sys, horizon)
+        err = h2_norm_unthreaded(sys - red, horizon)
+        out[i] = float(err / ref) if ref > 0 else float(err)
+    return out
 
 
 @single_threaded

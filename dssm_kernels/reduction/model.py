@@ -173,15 +173,34 @@ def _check_size(d_state, tol, budget, fraction, method):
 
 
 class _Job:
-    """One layer being reduced: its systems, their contexts and the allocation."""
+    """One layer being reduced: its systems, their contexts (from `cache` when it holds them for this
+    layer, unchanged), the allocation."""
 
-    def __init__(self, parent, attr, name, layer, horizon):
+    def __init__(self, parent, attr, name, layer, horizon, source, cache):
         self.parent, self.attr, self.name, self.layer = parent, attr, name, layer
-        self.sys = from_layer(layer)
-        self.horizon = resolve_horizon(f"reduce_model ({name})", self.sys, horizon)
-        self.ctxs = [SystemContext(one, self.horizon, "reduce_model") for one in self.sys.flat()]
+        stamp = tuple((p.data_ptr(), p._version, tuple(p.shape)) for p in source.parameters())
+        key = (name, horizon)
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None and hit["stamp"] == stamp:
+            self.sys, self.horizon, self.ctxs = hit["sys"], hit["horizon"], hit["ctxs"]
+            self.hinf_full = hit.get("hinf_full")
+            for ctx in self.ctxs:
+                ctx.max_modes = None
+        else:
+            self.sys = from_layer(layer)
+            self.horizon = resolve_horizon(f"reduce_model ({name})", self.sys, horizon)
+            self.ctxs = [SystemContext(one, self.horizon, "reduce_model") for one in self.sys.flat()]
+            self.hinf_full = None
+            if cache is not None:
+                cache[key] = dict(stamp=stamp, sys=self.sys, horizon=self.horizon, ctxs=self.ctxs, entry=None)
+        self._entry = cache.get(key) if cache is not None else None
         self.n_modes = self.sys.n_states // 2          # per system (a dense S4 channel: d_state / 2)
         self.ks = None
+
+    def set_gain(self, hinf_full) -> None:
+        self.hinf_full = hinf_full
+        if self._entry is not None:
+            self._entry["hinf_full"] = hinf_full
 
     @property
     def mimo(self) -> bool:
@@ -200,6 +219,9 @@ def _errors_by_modes(job: _Job, method: str, ctx) -> np.ndarray:
     reduced system's own bound plus the feedthrough shift its layer adds (layers.py), from the reduction
     at each k (one system per layer: N reductions)."""
     if job.mimo and method in BOUNDED:
+        curves = ctx.__dict__.setdefault("_mimo_curves", {})
+        if method in curves:
+            return curves[method]
         m = _METHOD_CLASSES[method]("reduce_model", job.horizon, None)
         e = [np.inf]
         for k in range(1, job.n_modes + 1):
@@ -208,7 +230,8 @@ def _errors_by_modes(job: _Job, method: str, ctx) -> np.ndarray:
             e.append(f.bound + modal_feedthrough_shift(f.p, f.b, f.c, f.d, ctx.discrete))
         ctx.max_modes = None
         e = np.array(e)
-        return np.where(np.isnan(e), np.inf, e)      # a modal bound that is not guaranteed (dense systems)
+        curves[method] = np.where(np.isnan(e), np.inf, e)   # nan: a modal bound that is not guaranteed (dense)
+        return curves[method]
     if method in ("modal", "msp"):
         m = _METHOD_CLASSES[method]("reduce_model", job.horizon, None)
         e = m.bounds_by_modes(ctx)
@@ -251,7 +274,7 @@ def _modes_for_tol(job: _Job, method: str, tol: float, max_iter: int) -> int:
 @single_threaded
 def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None = None, method: str = "bt",
                  horizon=None, *, budget: int | None = None, fraction: float | None = None, allocate: str = "bound",
-                 max_iter: int = 300, measure_steps: int | None = None, measure: bool = True):
+                 max_iter: int = 300, measure_steps: int | None = None, measure: bool = True, cache: dict | None = None):
     """A copy of `model` with its SSM layers' states reduced, and a ModelReport.
 
     Args:
@@ -267,6 +290,9 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
         max_iter: L-BFGS iterations of h2.   measure_steps: the kernel length the report's kernel errors are
             measured over (default: horizon, else the layer's l_max, else 1024).   measure: False skips the
             H-inf and kernel measurements (nan in the report).
+        cache: a dict kept across calls on the same model: each layer's systems, Gramians, balancing and gain
+            are computed once (what a sweep over sizes, methods and rules needs); an entry whose layer's
+            parameters changed since is recomputed.
     Returns:
         (reduced model, ModelReport). The reduced model holds layers of the library; a SequenceClassifier's
         current_config() rebuilds it for its state_dict.
@@ -285,16 +311,20 @@ def reduce_model(model: nn.Module, d_state: int | None = None, tol: float | None
     max_iter = check_max_iter("reduce_model", max_iter)
     if not isinstance(measure, bool):
         raise TypeError(f"reduce_model: measure must be True or False, got {measure!r}")
+    if cache is not None and not isinstance(cache, dict):
+        raise TypeError(f"reduce_model: cache must be a dict (or None), got {type(cache).__name__}")
     new_model = copy.deepcopy(model)
     entries = ssm_layers(new_model)
+    sources = {name: layer for _, _, name, layer in ssm_layers(model)}
     states_before = sum(layer_states(e[3]) for e in entries)
-    jobs = [_Job(*e, horizon) for e in entries]
+    jobs = [_Job(*e, horizon, sources[e[2]], cache) for e in entries]
     gains = {}
     if measure or (d_state is None and tol is None):       # the composed bound's weights need the layers' gains
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)     # unstable layers: inf, warned about elsewhere
             for job in jobs:
-                job.hinf_full = np.asarray(hinf_norm(job.sys))
+                if job.hinf_full is None:
+                    job.set_gain(np.asarray(hinf_norm(job.sys)))
                 gains[job.name] = float(np.max(job.hinf_full))
     request = dict(method=method, horizon=horizon, d_state=d_state, tol=tol, budget=budget, fraction=fraction,
                    allocate=allocate if d_state is None and tol is None else None)
@@ -386,7 +416,8 @@ def _report(job: _Job, new, red, method: str, info, steps, measure: bool) -> Lay
     return LayerReport(
         name=job.name, layer=type(job.layer).__name__, method=method, d_state_before=job.layer.d_state,
         d_state_after=new.d_state, rank=np.asarray(info.rank), hsv=info.hsv, error_bound=bound, hinf_error=hinf,
-        hinf_full=getattr(job, "hinf_full", np.full(full.batch_shape, np.nan)), kernel_error=kernel_error,
+        hinf_full=job.hinf_full if job.hinf_full is not None else np.full(full.batch_shape, np.nan),
+        kernel_error=kernel_error,
         kernel_error_channels=channels, measured_steps=int(L), params_before=_count(job.layer),
         params_after=_count(new), modes=np.asarray(job.ks), states_before=layer_states(job.layer),
         states_after=layer_states(new), feedthrough_shift=shift, layer_bound=layer_bound,
