@@ -135,6 +135,19 @@ def test_bounds_on_200_random_systems():
 
 
 @pytest.mark.parametrize("dt,disc", KINDS)
+def test_bsp_keeps_the_dc_gain(dt, disc):
+    """BSP of a MIMO system: G_r(0) (continuous) / G_r(1) (discrete) is G's, to the rounding of the two
+    sums (2N terms each: accumulated(2N) times the largest term)."""
+    sys = random_mimo(np.random.default_rng(6), 6, 3, 2, dt=dt, disc=disc, n_real=1)
+    dc = np.array([1.0 + 0j]) if dt else np.array([0j])
+    G = sys.std.response(dc)[0]
+    scale = np.abs(sys.std.residues()).max() / np.min(np.abs((1 if dt else 0) - sys.std.p)) + np.abs(G).max()
+    for r in (2, 5, 8):
+        red, _ = balanced_singular_perturbation(sys, rank=r)
+        assert np.max(np.abs(red.std.response(dc)[0] - G)) <= accumulated(4 * sys.n_modes) * 100 * scale
+
+
+@pytest.mark.parametrize("dt,disc", KINDS)
 def test_rediagonalised_into_a_smaller_mimo_system(dt, disc):
     """The modal form handed back has the transfer function of the balanced real truncation to 1e-9."""
     sys = random_mimo(np.random.default_rng(3), 6, 2, 3, dt=dt, disc=disc, n_real=1)

@@ -155,11 +155,13 @@ def _grid(p, discrete: bool) -> np.ndarray:
     return np.unique(np.clip(np.concatenate([base, local.ravel()]), 0.0, top))
 
 
-def _hinf_one(response, poles, d_norm: float, discrete: bool) -> tuple[float, float]:
-    """Peak of sigma_max(G(i w)) / sigma_max(G(exp(i w))) of one system: response(x (K,)) -> (K, p, m)."""
+def _hinf_one(response, poles, d_norm: float, discrete: bool, io: int = 1) -> tuple[float, float]:
+    """Peak of sigma_max(G(i w)) / sigma_max(G(exp(i w))) of one system: response(x (K,)) -> (K, p, m), io = p m.
+    The grid is evaluated in chunks of at most 2^22 / io points (64 MiB of responses)."""
     mag_of = lambda w: _sigma_max(response(np.exp(1j * w) if discrete else 1j * w))  # noqa: E731
     w = _grid(poles, discrete)
-    mag = np.concatenate([mag_of(w[i:i + 512]) for i in range(0, len(w), 512)])
+    chunk = max(1, min(512, (1 << 22) // max(io, 1)))
+    mag = np.concatenate([mag_of(w[i:i + chunk]) for i in range(0, len(w), chunk)])
     best, at = (d_norm, np.inf) if not discrete else (-1.0, 0.0)
     interior = np.flatnonzero((mag[1:-1] >= mag[:-2]) & (mag[1:-1] >= mag[2:])) + 1
     cand = np.concatenate([interior, [0, len(w) - 1]])
@@ -197,9 +199,10 @@ def hinf_norm(sys, return_frequency: bool = False):
             v, f = np.inf, np.nan
         elif isinstance(one, _ModalSystem):
             s = one.std
-            v, f = _hinf_one(s.response, s.p, float(_sigma_max(s.d)), s.discrete)
+            v, f = _hinf_one(s.response, s.p, float(_sigma_max(s.d)), s.discrete, int(np.prod(one.io_shape)))
         else:
-            v, f = _hinf_one(one.response, np.linalg.eigvals(one.A), float(_sigma_max(one.D)), one.discrete)
+            v, f = _hinf_one(one.response, np.linalg.eigvals(one.A), float(_sigma_max(one.D)), one.discrete,
+                             int(np.prod(one.io_shape)))
         vals.append(v)
         freqs.append(f)
     shape = sys.batch_shape
