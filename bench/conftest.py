@@ -38,6 +38,42 @@ def device():
     return _device()
 
 
+_PEAK = {}
+
+
+def cpu_model_name() -> str:
+    """The processor's name from /proc/cpuinfo (platform.processor() is often just 'x86_64')."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fma_peak() -> dict:
+    """The float32 FMA peak of one core, measured (dssm_kernels._C: a vector FMA microbenchmark and a
+    dependent-add clock), with its factors: lanes (the extension's vector width), clock (cycles/s),
+    fma_units (measured FMA rate / (lanes x clock), rounded), flops_per_core (2 x lanes x units x clock,
+    from the factors; flops_measured is the microbenchmark's own). Empty without the extension."""
+    if not _PEAK and cpp_unavailable_reason() is None:
+        from dssm_kernels import _C
+        measured = _C.fma_peak_flops(300.0)
+        clock = _C.clock_hz(200.0)
+        lanes = _C.simd_lanes()
+        units = max(1, round(measured / (2 * lanes * clock))) if clock > 0 else None
+        _PEAK.update(lanes=lanes, clock_hz=clock, fma_units=units, flops_measured=measured,
+                     flops_per_core=2 * lanes * units * clock if units else measured)
+    return dict(_PEAK)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["torch"] = torch.__version__
     machine_info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    machine_info["cpu_model"] = cpu_model_name()
+    machine_info["fma_peak"] = fma_peak()
+    if cpp_unavailable_reason() is None:
+        from dssm_kernels import _C
+        machine_info["extension"] = _C.build_info()

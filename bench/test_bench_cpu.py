@@ -11,14 +11,29 @@ import pytest
 import torch
 
 import dssm_kernels as dk
-from conftest import s4d_params, timed_backends
+from conftest import fma_peak, s4d_params, timed_backends
 
 pytestmark = pytest.mark.skipif("cpp" not in timed_backends(), reason="needs the C++ extension on a CPU")
 BACKENDS = ["reference", "cpp"]
 
 
+# FMA-pipe operations (a multiply, an add or a fused multiply-add: one slot each) per unit of work of
+# each C++ kernel, counted from its inner loop (csrc/cpu/kernels): the fraction of the FMA peak a row
+# reaches is work/s x this / (FMA slots/s of the cores used). vandermonde: two FMAs per mode and
+# position (Re(c a_b P_j) into two accumulators). ssm_scan forward: the update of one mode (dA x +
+# dB u: 6) and 2 Re(C x) (2). ssm_scan backward: the rebuilt state (6) and the walk (lambda 2, the
+# dA / dB / C gradient terms 8, gu 2, the carry 4). cauchy's division has no such count.
+FMA_OPS = {("vandermonde", "forward"): 2, ("ssm_scan", "forward"): 8, ("ssm_scan", "backward"): 22}
+
+
+def _peak_info(op, direction):
+    peak = fma_peak()
+    return dict(fma_ops_per_work=FMA_OPS.get((op, direction)), threads=torch.get_num_threads(),
+                peak_flops_per_core=peak.get("flops_per_core"))
+
+
 def _time_forward(benchmark, fn, args, backend, info, rounds):
-    benchmark.extra_info.update(info, backend=backend, direction="forward")
+    benchmark.extra_info.update(info, backend=backend, direction="forward", **_peak_info(info["op"], "forward"))
     benchmark.group = f"{info['op']} forward {info.get('sizes', '')}"
     with torch.no_grad():
         benchmark.pedantic(lambda: fn(*args, backend=backend), rounds=rounds, warmup_rounds=1)
@@ -32,7 +47,7 @@ def _time_backward(benchmark, fn, args, grad_idx, info, rounds):
     outs = out if isinstance(out, tuple) else (out,)
     weights = [torch.randn_like(o) for o in outs]
     leaves = [args[i] for i in grad_idx]
-    benchmark.extra_info.update(info, backend="cpp", direction="backward")
+    benchmark.extra_info.update(info, backend="cpp", direction="backward", **_peak_info(info["op"], "backward"))
     benchmark.group = f"{info['op']} backward {info.get('sizes', '')}"
     benchmark.pedantic(lambda: torch.autograd.grad(outs, leaves, weights, retain_graph=True),
                        rounds=rounds, warmup_rounds=1)
@@ -93,7 +108,17 @@ def test_ssm_step(benchmark, backend):
         benchmark(lambda: dk.ssm_step(*args, backend=backend))
 
 
-@pytest.mark.parametrize("N", [4, 8, 16, 32, 64])
+def test_memory_floor(benchmark):
+    """The small-state scan's floor: one pass of u in and y out, as a copy of u into a y-sized buffer."""
+    (u, *_), info = _scan_case()
+    y = torch.empty_like(u)
+    benchmark.extra_info.update(op="copy u -> y", sizes=info["sizes"].replace(" N=32", ""), N=0, work=u.numel(),
+                                backend="torch", direction="forward", floor=True, threads=torch.get_num_threads())
+    benchmark.group = "memory floor"
+    benchmark.pedantic(lambda: y.copy_(u), rounds=20, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("N", [2, 4, 8, 16, 32, 64])
 @pytest.mark.parametrize("op", ["vandermonde", "ssm_scan"])
 def test_state_size_sweep(benchmark, op, N):
     """Full against truncated state: time against N at fixed everything else (C++ backend)."""

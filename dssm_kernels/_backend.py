@@ -13,8 +13,10 @@ when a kernel is defined: setting it before the first Triton call is enough to r
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import warnings
+from typing import Collection
 
 import torch
 
@@ -76,7 +78,24 @@ def triton_unavailable_reason(device: torch.device) -> str | None:
     return f"Triton kernels do not run on device type {device.type!r}"
 
 
+def _stale_extension() -> str | None:
+    """Why the built dssm_kernels._C is from older sources, or None. Builds before the op schemas
+    moved to Python (dssm_kernels/ops/_primitives.py) register schemas of their own when loaded,
+    which clash with those and abort the process, so the file is checked before it is loaded."""
+    spec = importlib.util.find_spec("dssm_kernels._C")
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return None
+    with open(spec.origin, "rb") as f:
+        if b"TorchLibraryInit" in f.read():
+            return (f"{spec.origin} was built from older sources (it registers op schemas of its own); "
+                    "rebuild it with `bash scripts/setup.sh` (README)")
+    return None
+
+
 def _probe_cpp() -> str | None:
+    stale = _stale_extension()
+    if stale is not None:
+        return f"the C++ extension dssm_kernels._C cannot be loaded: {stale}"
     try:
         importlib.import_module("dssm_kernels._C")
     except ImportError as exc:
@@ -110,11 +129,12 @@ def _warn_cpp_unavailable_once(reason: str) -> None:
                       f"plain-torch reference: {reason}", RuntimeWarning, stacklevel=3)
 
 
-def resolve_backend(op: str, backend: str, device: torch.device, has_cpp: bool = False) -> str:
+def resolve_backend(op: str, backend: str, device: torch.device, kernels: Collection[str] = ()) -> str:
     """The concrete backend ("reference" | "triton" | "cpp") to run `op` with on `device`.
 
-    `has_cpp` says whether `op` has a C++ implementation at all. Raises ValueError for an unknown
-    name and RuntimeError for an explicit backend that cannot run here.
+    `kernels`: the kernel backends that implement every primitive of `op`
+    (dssm_kernels.ops._primitives.kernel_backends). Raises ValueError for an unknown name and
+    RuntimeError for an explicit backend that cannot run here.
     """
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
@@ -123,26 +143,34 @@ def resolve_backend(op: str, backend: str, device: torch.device, has_cpp: bool =
         if env and env != "auto":
             if env not in BACKENDS:
                 raise ValueError(f"{op}: environment variable {_ENV} must be one of {BACKENDS}, got {env!r}")
-            return resolve_backend(op, env, device, has_cpp)
-        if device.type == "cuda" and triton_unavailable_reason(device) is None:
+            return resolve_backend(op, env, device, kernels)
+        if device.type == "cuda" and "triton" in kernels and triton_unavailable_reason(device) is None:
             return "triton"
-        if device.type == "cpu" and has_cpp:
+        if device.type == "cpu" and "cpp" in kernels:
             reason = cpp_unavailable_reason()
             if reason is None:
                 return "cpp"
             _warn_cpp_unavailable_once(reason)
         return "reference"
     if backend == "triton":
-        reason = triton_unavailable_reason(device)
+        reason = triton_unavailable_reason(device) if "triton" in kernels else f"{op} has no Triton kernels"
         if reason is not None:
             raise RuntimeError(f"{op}: backend 'triton' is unavailable: {reason}")
     elif backend == "cpp":
-        reason = cpp_unavailable_reason() if has_cpp else f"the C++ extension has no kernel for {op}"
+        reason = cpp_unavailable_reason() if "cpp" in kernels else f"the C++ extension has no kernel for {op}"
         if reason is None and device.type != "cpu":
             reason = f"the C++ kernels run on CPU tensors, got tensors on {device}"
         if reason is not None:
             raise RuntimeError(f"{op}: backend 'cpp' is unavailable: {reason}")
     return backend
+
+
+def cpp_extension():
+    """The pybind11 module dssm_kernels._C (its kernels, build information, the tests' NaN switch)."""
+    reason = cpp_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(reason)
+    return importlib.import_module("dssm_kernels._C")
 
 
 def triton_module(name: str):

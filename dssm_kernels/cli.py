@@ -1,12 +1,13 @@
 """The `dssm` command: the demo, and each of its steps on a user's own checkpoint.
 
     dssm demo [--out DIR] [--epochs N] ...          train, reduce (bt / modal / h2), retrain, time; one table
-    dssm train --task NAME --layer KIND --out CKPT  train a classifier on a built-in task
+    dssm train --task NAME --layer KIND --out CKPT  train a classifier on a built-in task (torchrun: on N processes)
     dssm reduce CKPT (--budget N | --fraction F | --d-state R | --tol T) [--method bt|bsp|modal|msp|h2|tlh2]
                [--allocate bound|last|energy|uniform] [--out CKPT]
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
     dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
     dssm experiment NAME                            the seed papers' experiments at CPU scale
+    dssm export CKPT --format onnx --out MODEL.onnx  the forward and the streaming step as ONNX graphs
 
 Checkpoints carry the model config and the task, so reduce / eval / bench need nothing else; loading one
 runs no code from the file. Exit status: 0 done, 2 bad input (one line `dssm CMD: error: ...` on
@@ -26,6 +27,7 @@ from dssm_kernels.nn import LAYERS
 from dssm_kernels.reduction.model import ALLOCATIONS, METHODS
 from dssm_kernels.workflows.demo import METHODS as DEMO_METHODS
 from dssm_kernels.workflows import experiments
+from dssm_kernels.workflows.distributed import DEFAULT_TIMEOUT_S
 from dssm_kernels.workflows.timing import MODES
 
 # Bounds of the size flags: a typo (an extra zero or three) is an error at once, not an allocation of
@@ -116,21 +118,38 @@ def cmd_demo(a) -> int:
 
 
 def cmd_train(a) -> int:
+    import torch
+
     from dssm_kernels.nn import SequenceClassifier
-    from dssm_kernels.tasks.training import accuracy, fit
-    from dssm_kernels.workflows import checkpoint, preflight
+    from dssm_kernels.workflows import checkpoint, distributed, preflight, training
     preflight.writable_file(a.out, "--out")            # before training: a failing save would lose the model
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device (a CPU-only torch build, or no driver)")
     try:
         t = tasks.load(a.task, seed=a.seed, **_task_options(a.task_option))
     except (ValueError, TypeError) as e:
         raise type(e)(f"--task {a.task} / --task-option: {e}") from None
-    print(t.describe(), flush=True)
-    model = SequenceClassifier(t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=a.layer,
-                               d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
-    hist = fit(model, t, epochs=a.epochs, lr=a.lr, seed=a.seed, progress=not a.no_progress)
-    checkpoint.save(a.out, model, t, history=vars(hist))
-    print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc, "test_acc": accuracy(model, t.test),
-                      "seconds": hist.seconds[-1]}, indent=1))
+    # under torchrun: join the process group (gloo on CPU, nccl on CUDA); a plain run stays one process
+    world = distributed.init_from_env(device=a.device, timeout_s=a.dist_timeout)
+    try:
+        if a.batch_size < world.size:
+            raise ValueError(f"--batch-size {a.batch_size} is the global batch, split over the {world.size} "
+                             "processes: give at least one sample per process")
+        if world.is_main:
+            print(t.describe() + (f"; {world.size} processes" if world.size > 1 else ""), flush=True)
+        model = SequenceClassifier(t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=a.layer,
+                                   d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
+        if a.device == "cuda":
+            model = model.to(f"cuda:{world.local_rank}")
+        hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
+                            progress=not a.no_progress)
+        if world.is_main:                               # one checkpoint and one report, from rank 0
+            model = hist.model.cpu()
+            checkpoint.save(a.out, model, t, history=hist.records())
+            print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc,
+                              "test_acc": training.accuracy(model, t.test), "seconds": hist.seconds[-1]}, indent=1))
+    finally:
+        distributed.shutdown()
     return 0
 
 
@@ -165,9 +184,9 @@ def _same_file(a: str, b: str) -> bool:
 
 def cmd_reduce(a) -> int:
     from dssm_kernels import reduction as R
-    from dssm_kernels.tasks.training import accuracy
     from dssm_kernels.workflows import checkpoint, preflight
-    from dssm_kernels.workflows.demo import _jsonable
+    from dssm_kernels.workflows.reporting import jsonable
+    from dssm_kernels.workflows.training import accuracy
     if a.tol is not None and a.method not in R.model.BOUNDED:
         raise ValueError(f"--tol needs --method bt or modal (or bsp, msp: their error bounds choose the size), "
                          f"got --method {a.method}")
@@ -212,9 +231,9 @@ def cmd_reduce(a) -> int:
                "ssm_params_after": checkpoint.ssm_parameter_count(small),
                "states_before": report.states_before, "states_after": report.states_after,
                "composed_bound": report.composed_bound}
-    checkpoint.save(out, small, t, parent=a.checkpoint, reduction={**request, "report": _jsonable(report)})
+    checkpoint.save(out, small, t, parent=a.checkpoint, reduction={**request, "report": jsonable(report)})
     with open(report_file, "w") as f:
-        json.dump({**summary, "report": _jsonable(report)}, f, indent=1)
+        json.dump({**summary, "report": jsonable(report)}, f, indent=1)
     print(_reduce_summary(summary, report, report_file, len(sizes)))
     return 0
 
@@ -248,8 +267,8 @@ def _reduce_summary(s: dict, report, report_file: str, n_layers: int) -> str:
 
 
 def cmd_eval(a) -> int:
-    from dssm_kernels.tasks.training import accuracy
     from dssm_kernels.workflows import checkpoint
+    from dssm_kernels.workflows.training import accuracy
     rows = []
     for path in a.checkpoints:
         model, t, _ = checkpoint.load(path)
@@ -306,6 +325,26 @@ def cmd_experiment(a) -> int:
     return experiments.run(a.name, out=a.out, quick=a.quick, progress=not a.no_progress)
 
 
+def cmd_export(a) -> int:
+    from dssm_kernels.deploy.onnx import export_onnx, onnx_unavailable_reason, step_path
+    from dssm_kernels.workflows import checkpoint, preflight
+    reason = onnx_unavailable_reason()
+    if reason is not None:
+        raise ValueError(f"--format onnx: {reason}")
+    outs = {"both": [a.out, step_path(a.out)], "forward": [a.out], "step": [a.out]}[a.graph]
+    if not a.out.endswith(".onnx"):
+        raise ValueError(f"--out must end in .onnx, got {a.out!r}")
+    for path in outs:
+        if _same_file(path, a.checkpoint):
+            raise ValueError(f"--out {path!r} is the input checkpoint: give another --out")
+        preflight.writable_file(path, "--out")
+    model, _, _ = checkpoint.load(a.checkpoint)
+    written = export_onnx(model, a.out, graph=a.graph, max_length=a.max_length)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 # ---------------------------------------------------------------- the parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,11 +394,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("train", "train a classifier on a built-in task and save a checkpoint",
                 "Train a sequence classifier on a built-in task and write a checkpoint holding its config, weights "
-                "and task. --out is checked before training. Prints the task, then a JSON line of accuracies.",
+                "and task. --out is checked before training. Prints the task, then a JSON line of accuracies. "
+                "Data-parallel on N processes: torchrun --nproc-per-node N -m dssm_kernels train ... (each process "
+                "reads its share of every batch; rank 0 validates, prints and writes the checkpoint).",
                 cmd_train)
     model_args(s, 64, 64, 8)
     s.add_argument("--task-option", action="append", type=_task_option, metavar="KEY=VALUE",
                    help="a task option, repeatable, e.g. seq_len=128 or n_train=500 (default: the task's defaults)")
+    s.add_argument("--batch-size", type=_int_type(1, MAX_BATCH), default=64,
+                   help="sequences per optimizer step, over all processes together (default %(default)s)")
+    s.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where to train; under torchrun each process takes cuda:LOCAL_RANK (default %(default)s)")
+    s.add_argument("--dist-timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="under torchrun: how long a process waits for the others before the run fails "
+                        "(default %(default)s)")
     s.add_argument("--out", required=True, help="checkpoint path to write (required)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
@@ -423,7 +471,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=experiments.DEFAULT_OUT, help="folder for results (default %(default)s)")
     s.add_argument("--quick", action="store_true", help="a small run to check the pipeline (default: off)")
     s.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+
+    s = command("export", "export a checkpoint for deployment (ONNX: the forward and the streaming step)",
+                "Export a checkpoint's model, full or reduced, as ONNX graphs in real arithmetic (complex states as "
+                "real and imaginary parts): the whole-sequence forward to --out and the streaming step (the token's "
+                "features and the state in, the output and the new state out) to --out's stem + .step.onnx. The "
+                "graphs' metadata names their inputs, outputs and state shapes. Needs the packages onnx and "
+                "onnxscript; onnxruntime runs the result.", cmd_export)
+    s.add_argument("checkpoint", help="checkpoint to export (from dssm train or dssm reduce)")
+    s.add_argument("--format", required=True, choices=["onnx"], help="export format (required; onnx)")
+    s.add_argument("--out", required=True, help="the forward graph's path, ending in .onnx (required)")
+    s.add_argument("--graph", default="both", choices=["both", "forward", "step"],
+                   help="which graphs: both (--out and its .step.onnx), or one of them to --out (default %(default)s)")
+    s.add_argument("--max-length", type=_int_type(1, MAX_HORIZON), default=4096,
+                   help="the longest input of the forward graph of S4 layers, whose kernel is stored "
+                        "(default %(default)s; other layers take any length)")
     return p
+
+
+def _rank_tag() -> str:
+    """' (rank R of W)' in a process torchrun started for a run of W > 1 processes, else '': each rank
+    reports its own errors, and the reader must know whose."""
+    rank, size = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    return f" (rank {rank} of {size})" if rank.isdigit() and size.isdigit() and int(size) > 1 else ""
 
 
 def _one_line(e: BaseException) -> str:
@@ -439,7 +509,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:      # --help (0) or a usage error (2): argparse has printed it
         return e.code if isinstance(e.code, int) else 2
-    where = f"dssm {args.command}"
+    where = f"dssm {args.command}{_rank_tag()}"
     try:
         status = args.func(args)
         sys.stdout.flush()       # a closed pipe shows here, not in the interpreter's exit

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dssm_kernels._validate import check_int, check_number, check_seed
+
 MEASURES = ("legs", "legt", "fout")
 MAX_DENSE_N = 1 << 13     # the dense (N, N) float64 matrices and their eigensolvers: 512 MiB at most
 MAX_N = 1 << 24           # the diagonal initialisations' mode vectors
@@ -23,13 +25,10 @@ MAX_N = 1 << 24           # the diagonal initialisations' mode vectors
 
 def _check_n(name: str, N, even: bool = False, limit: int = MAX_DENSE_N) -> int:
     """N: an int in [1, limit] (sizes are checked before the N x N allocations), even if asked."""
-    if isinstance(N, bool) or not isinstance(N, (int, np.integer)):
-        raise TypeError(f"{name}: N must be an int, got {type(N).__name__}")
-    if not 1 <= N <= limit:
-        raise ValueError(f"{name}: N must be in [1, {limit}], got {N}")
+    N = check_int(name, "N", N, 1, limit)
     if even and N % 2:
         raise ValueError(f"{name}: N must be even (the state is conjugate pairs), got {N}")
-    return int(N)
+    return N
 
 
 def _check_measure(name: str, measure: str) -> str:
@@ -175,12 +174,9 @@ def ptd(N: int, eps: float = 1e-2, trials: int = 8, seed: int = 0, measure: str 
     """
     N = _check_n("ptd", N)
     _check_measure("ptd", measure)
-    if isinstance(eps, bool) or not (isinstance(eps, (float, int)) and eps > 0 and np.isfinite(eps)):
-        raise ValueError(f"ptd: eps must be a positive finite float, got {eps!r}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"ptd: trials must be an int >= 1, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"ptd: seed must be an int >= 0, got {seed!r}")
+    check_number("ptd", "eps", eps, positive=True)
+    check_int("ptd", "trials", trials)
+    check_seed("ptd", seed)
     A, B = transition(measure, N)
     normA = np.linalg.norm(A, 2)
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ from dssm_kernels import tasks
 from dssm_kernels.nn import SequenceClassifier
 from dssm_kernels.reduction import reduce_model
 from dssm_kernels.reduction.model import ALLOCATIONS, METHODS
-from dssm_kernels.tasks.training import accuracy, fit
+from dssm_kernels.workflows.training import accuracy, fit
 from dssm_kernels.workflows import checkpoint
 
 KINDS = ("s4d", "dss", "s4", "s5", "lru")

@@ -11,23 +11,17 @@ os.environ.setdefault("DSSM_MAX_ALLOC_BYTES", str(4 * 2**30))
 
 import pytest  # noqa: E402
 
-from dssm_kernels._backend import cpp_unavailable_reason  # noqa: E402
-from dssm_kernels.ops import _cpp, _launch  # noqa: E402
+from dssm_kernels.ops import _primitives  # noqa: E402
 
-import parity  # noqa: E402  (python_tests/ is on sys.path through rootdir conftest discovery)
+import testing  # noqa: E402  (python_tests/ is on sys.path through rootdir conftest discovery)
 
 
 @pytest.fixture(autouse=True)
 def _nan_filled_outputs():
     """Kernel outputs start as NaN (Triton and C++), so an element a kernel forgets to write fails its test."""
-    cpp = None if cpp_unavailable_reason() is not None else _cpp.extension()
-    _launch.FILL_OUTPUTS_WITH_NAN = True
-    if cpp is not None:
-        cpp.set_fill_outputs_with_nan(True)
+    _primitives.fill_outputs_with_nan(True)
     yield
-    _launch.FILL_OUTPUTS_WITH_NAN = False
-    if cpp is not None:
-        cpp.set_fill_outputs_with_nan(False)
+    _primitives.fill_outputs_with_nan(False)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +46,7 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_terminal_summary(terminalreporter):
     """Worst relative RMS error per op, backend and quantity, with the tolerance it had to meet."""
-    rows = parity.worst_errors()
+    rows = testing.worst_errors()
     if not rows:
         return
     tr = terminalreporter

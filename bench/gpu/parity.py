@@ -2,7 +2,7 @@
 to 64K, B 16, H 768), forward and backward, float32 and float64, fftconv also with float16 and
 bfloat16 u, against the op's float64 reference.
 
-Method (the project's, python_tests/parity.py; written again here so that this check depends on the
+Method (the project's, python_tests/testing.py; written again here so that this check depends on the
 public API only). Inputs are drawn in float64 / complex128. The backend runs at full size on them
 cast to the test precision. The oracle is the op's plain-torch reference (dk.<op>_ref) in float64 on
 exactly those cast values; the same reference run at the test precision sets the bar:
@@ -12,7 +12,7 @@ exactly those cast values; the same reference run at the test precision sets the
 by relative RMS error, for every output and for the gradient of a random-weighted sum of the outputs.
 In float64 the bar is the suite's 1e-10, or, where the problem is worse conditioned than that, the
 float32 reference's error scaled to float64's unit roundoff: 2 * SAFETY * 2^-29 * error(reference in
-float32) (SAFETY = 8, as python_tests/rounding.py: a few roundings per term).
+float32) (SAFETY = 8, as python_tests/testing.py: a few roundings per term).
 
 The reference materialises (..., N, L) and the scans' references are Python loops over time, far too
 big or slow at these sizes, so the reference runs on a few rows only (channels, batch entries: the
@@ -38,7 +38,7 @@ import dssm_kernels as dk
 from bench.gpu.harness import Section, generator, release_memory, sync
 
 U64_OVER_U32 = 2.0 ** -29   # float64's unit roundoff over float32's
-SAFETY = 8                  # as python_tests/rounding.py
+SAFETY = 8                  # as python_tests/testing.py
 TOL64_FLOOR = 1e-10         # the suite's float64 tolerance (README, "Tests")
 LOW_REAL = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float32, "bfloat16": torch.float32}
 HALF = {"float16": torch.float16, "bfloat16": torch.bfloat16}

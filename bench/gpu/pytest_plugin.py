@@ -3,7 +3,7 @@
 Appends each test's outcome to the JSON-lines file named by DSSM_GPU_CHECK_RESULTS as soon as it is
 known, so a run stopped at its time budget keeps every result so far. DSSM_GPU_CHECK_TESTS_PER_FILE=k
 keeps the first k tests of each file (the dry run: the same files and path, a few seconds of tests).
-At the end it adds the suite's own worst-error table when the test helpers keep one (the `parity`
+At the end it adds the suite's own worst-error table when the test helpers keep one (the `testing`
 module of python_tests, if it is loaded and has worst_errors(); nothing otherwise).
 """
 from __future__ import annotations
@@ -56,7 +56,7 @@ def pytest_runtest_logreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     rows = []
-    helper = sys.modules.get("parity")
+    helper = sys.modules.get("testing")
     worst = getattr(helper, "worst_errors", None)
     if callable(worst):
         try:

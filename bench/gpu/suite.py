@@ -24,14 +24,16 @@ import time
 
 from bench.gpu.harness import Section
 
+# Paths relative to the test folder (grouped by area: ops/, nn/, reduction/, ...).
 # Run first, in this order: the ops, the production-size cases, then the layers and the dispatch.
-PRIORITY = ["test_vandermonde*", "test_cauchy*", "test_fftconv*", "test_ssm_scan*", "test_ssm_step*",
-            "test_diag_scan*", "test_large*", "test_nn_*", "test_dispatch*", "test_devices*", "test_compile*"]
+PRIORITY = ["ops/test_vandermonde*", "ops/test_cauchy*", "ops/test_fftconv*", "ops/test_ssm_scan*",
+            "ops/test_diag_scan*", "ops/test_large*", "nn/*", "ops/test_dispatch*", "ops/test_devices*",
+            "ops/test_compile*"]
 # Nothing here touches a GPU (or it is this check itself).
-CPU_ONLY = ["test_reduction_*", "test_cli*", "test_experiments*", "test_tasks*", "test_hippo*",
-            "test_triton_compile*", "test_cpp_*", "test_extension*", "test_docstrings*", "test_gpu_check*"]
+CPU_ONLY = ["reduction/*", "cli/*", "tasks/*", "workflows/*", "tools/*", "deploy/*", "nn/test_hippo*",
+            "ops/test_triton_compile*", "ops/test_cpp_*", "ops/test_extension*", "test_docstrings*"]
 # Left out of the dry run only: a training run and torch.compile take a minute under the interpreter.
-DRY_SKIPPED = ["test_nn_training*", "test_compile*"]
+DRY_SKIPPED = ["nn/test_learning*", "ops/test_compile*"]
 TEST_DIR = "python_tests"
 # pytest processes side by side: a test's time is mostly the host's (references looping over time,
 # launches, compilation), and the GPU machine has 16 cores. One in the dry run (a few tests, and
@@ -44,7 +46,9 @@ INTERRUPT_GRACE = 15
 
 def test_files(test_dir: str = TEST_DIR, dry: bool = False) -> list[str]:
     """The suite's test files that can touch a GPU: PRIORITY's first, in its order, then the rest sorted."""
-    names = sorted(n for n in os.listdir(test_dir) if n.startswith("test_") and n.endswith(".py"))
+    names = sorted(os.path.relpath(os.path.join(folder, n), test_dir).replace(os.sep, "/")
+                   for folder, _, files in os.walk(test_dir) for n in files
+                   if n.startswith("test_") and n.endswith(".py"))
     left_out = CPU_ONLY + (DRY_SKIPPED if dry else [])
     names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in left_out)]
     ordered = []

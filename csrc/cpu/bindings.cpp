@@ -1,13 +1,12 @@
-// The Python module dssm_kernels._C. The kernels themselves are registered as torch.library ops
-// (namespace "dssm", one TORCH_LIBRARY_FRAGMENT per csrc/cpu/<family>.cpp) when this library is
-// loaded; the pybind11 module adds what Python wants to know about the build.
-#include <torch/extension.h>
-
-#include "alloc.h"
+// The Python module dssm_kernels._C: the families' kernel functions (each .cpp registers its own
+// with DSSM_BIND, see aten.h) and what Python wants to know about the build.
+#include "aten.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#include <string>
 
 namespace {
 
@@ -37,9 +36,10 @@ std::string build_info() {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "C++ CPU kernels of dssm_kernels; the ops live under torch.ops.dssm";
+  m.doc() = "C++ CPU kernels of dssm_kernels: plain functions behind the torch.ops.dssm primitives";
   m.def("openmp_max_threads", &openmp_max_threads, "OpenMP threads the kernels may use");
   m.def("build_info", &build_info, "How the extension was compiled (OpenMP, vector ISA)");
   m.def("set_fill_outputs_with_nan", &dssm::set_fill_outputs_with_nan,
         "Tests: fill every kernel output with NaN before the kernel writes it");
+  for (dssm::Binder bind : dssm::binders()) bind(m);
 }

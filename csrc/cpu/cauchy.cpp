@@ -1,87 +1,61 @@
-// ATen wrappers of the cauchy kernels (kernels/cauchy.h), registered as torch.ops.dssm.*:
-//   cauchy_rows(v, z, w, square) -> out (R, L) complex
-//   cauchy_modes(g, v, z, w, need_v, need_w) -> (gv (R, N) or (0,), gw (R, N) or (0,))
-// Semantics: those of the Triton launchers launch_cauchy_rows / launch_cauchy_modes in
-// dssm_kernels/ops/cauchy.py. The Python side validates user input and makes the operands
-// contiguous; the checks here are internal guards.
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
-#include <tuple>
-
-#include "alloc.h"
+// ATen wrappers of the cauchy kernels (kernels/cauchy.h), the "cpp" implementations of the
+// primitives cauchy_rows and cauchy_modes (signatures and semantics: their declarations in
+// dssm_kernels/ops/cauchy.py).
+#include "aten.h"
 #include "kernels/cauchy.h"
 
 namespace {
 
 namespace K = dssm::kernels::cauchy;
-using at::Tensor;
+using dssm::Tensor;
 
-// v, w complex64/complex128 (R, N) of one dtype; z (L,) of that dtype; all contiguous CPU tensors.
-void check_operands(const char* op, const Tensor& v, const Tensor& z, const Tensor& w) {
-  const auto ct = w.scalar_type();
-  TORCH_CHECK(ct == at::kComplexFloat || ct == at::kComplexDouble, op, ": w must be complex64 or complex128, got ",
-              ct);
-  TORCH_CHECK(w.dim() == 2, op, ": w must be (R, N), got ", w.sizes());
-  TORCH_CHECK(v.sizes() == w.sizes(), op, ": v must have the shape of w ", w.sizes(), ", got ", v.sizes());
-  TORCH_CHECK(z.dim() == 1, op, ": z must be (L,), got ", z.sizes());
-  for (const Tensor* t : {&v, &z, &w}) {
-    TORCH_CHECK(t->device().is_cpu(), op, ": CPU tensors expected");
-    TORCH_CHECK(t->scalar_type() == ct, op, ": v, z, w must share a dtype, got ", v.scalar_type(), ", ",
-                z.scalar_type(), ", ", w.scalar_type());
-    TORCH_CHECK(t->is_contiguous(), op, ": v, z, w must be contiguous");
-  }
-}
-
-template <class T>
-const T* rp(const Tensor& t) {
-  return static_cast<const T*>(t.data_ptr());
+// v, w complex (R, N) of one dtype, z (L,) of that dtype: returns the dtype.
+at::ScalarType check_operands(const char* fn, const Tensor& v, const Tensor& z, const Tensor& w) {
+  const at::ScalarType ct = dssm::complex_type(fn, "w", w);
+  dssm::check_dim(fn, "w", w, 2, "(R, N)");
+  dssm::check_dim(fn, "z", z, 1, "(L,)");
+  dssm::check_tensor(fn, "w", w, ct, w.sizes());
+  dssm::check_tensor(fn, "v", v, ct, w.sizes());
+  dssm::check_tensor(fn, "z", z, ct, z.sizes());
+  return ct;
 }
 
 Tensor cauchy_rows(const Tensor& v, const Tensor& z, const Tensor& w, bool square) {
-  const char* op = "dssm::cauchy_rows";
-  check_operands(op, v, z, w);
+  const char* fn = "dssm::cauchy_rows";
+  const at::ScalarType ct = check_operands(fn, v, z, w);
   const int64_t R = w.size(0), N = w.size(1), L = z.size(0);
   Tensor out = dssm::new_output({R, L}, w.options());
   if (R == 0 || L == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type() == at::kComplexFloat ? at::kFloat : at::kDouble, "cauchy_rows", [&] {
-    K::cauchy_rows<scalar_t>(rp<scalar_t>(v), rp<scalar_t>(z), rp<scalar_t>(w), static_cast<scalar_t*>(out.data_ptr()),
-                             R, N, L, square, at::get_num_threads());
+  dssm::dispatch_precision(fn, ct, [&](auto zero) {
+    using T = decltype(zero);
+    K::cauchy_rows<T>(dssm::data<T>(v), dssm::data<T>(z), dssm::data<T>(w), dssm::mutable_data<T>(out), R, N, L,
+                      square, dssm::threads());
   });
   return out;
 }
 
 std::tuple<Tensor, Tensor> cauchy_modes(const Tensor& g, const Tensor& v, const Tensor& z, const Tensor& w,
                                         bool need_v, bool need_w) {
-  const char* op = "dssm::cauchy_modes";
-  check_operands(op, v, z, w);
+  const char* fn = "dssm::cauchy_modes";
+  const at::ScalarType ct = check_operands(fn, v, z, w);
   const int64_t R = w.size(0), N = w.size(1), L = z.size(0);
-  TORCH_CHECK(g.device().is_cpu() && g.scalar_type() == w.scalar_type() && g.is_contiguous(), op,
-              ": g must be a contiguous CPU tensor of dtype ", w.scalar_type());
-  TORCH_CHECK(g.dim() == 2 && g.size(0) == R && g.size(1) == L, op, ": g must be (R, L) = (", R, ", ", L, "), got ",
-              g.sizes());
-  const auto empty = [&] { return at::empty({0}, w.options()); };
-  Tensor gv = need_v ? dssm::new_output({R, N}, w.options()) : empty();
-  Tensor gw = need_w ? dssm::new_output({R, N}, w.options()) : empty();
+  dssm::check_tensor(fn, "g", g, ct, {R, L});
+  Tensor gv = dssm::new_output_if(need_v, {R, N}, w.options());
+  Tensor gw = dssm::new_output_if(need_w, {R, N}, w.options());
   if (R == 0 || N == 0 || !(need_v || need_w)) return {gv, gw};
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type() == at::kComplexFloat ? at::kFloat : at::kDouble, "cauchy_modes", [&] {
-    K::cauchy_modes<scalar_t>(rp<scalar_t>(g), rp<scalar_t>(v), rp<scalar_t>(z), rp<scalar_t>(w),
-                              need_v ? static_cast<scalar_t*>(gv.data_ptr()) : nullptr,
-                              need_w ? static_cast<scalar_t*>(gw.data_ptr()) : nullptr, R, N, L,
-                              at::get_num_threads());
+  dssm::dispatch_precision(fn, ct, [&](auto zero) {
+    using T = decltype(zero);
+    K::cauchy_modes<T>(dssm::data<T>(g), dssm::data<T>(v), dssm::data<T>(z), dssm::data<T>(w),
+                       dssm::mutable_data_if<T>(need_v, gv), dssm::mutable_data_if<T>(need_w, gw), R, N, L,
+                       dssm::threads());
   });
   return {gv, gw};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(dssm, m) {
-  m.def("cauchy_rows(Tensor v, Tensor z, Tensor w, bool square) -> Tensor");
-  m.def("cauchy_modes(Tensor g, Tensor v, Tensor z, Tensor w, bool need_v, bool need_w) -> (Tensor, Tensor)");
-}
-
-TORCH_LIBRARY_IMPL(dssm, CPU, m) {
-  m.impl("cauchy_rows", &cauchy_rows);
-  m.impl("cauchy_modes", &cauchy_modes);
+DSSM_BIND(m) {
+  using pybind11::arg;
+  m.def("cauchy_rows", &cauchy_rows, arg("v"), arg("z"), arg("w"), arg("square"));
+  m.def("cauchy_modes", &cauchy_modes, arg("g"), arg("v"), arg("z"), arg("w"), arg("need_v"), arg("need_w"));
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from dssm_kernels._validate import check_number
+from dssm_kernels.nn._base import ssm_optim_tags
 from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
 from dssm_kernels.nn.dss import DSS
 from dssm_kernels.nn.lru import LRU
@@ -21,12 +23,12 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -
     B) with their own learning rate and no weight decay, as each layer tagged them."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"param_groups: model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, value in (("lr", lr), ("weight_decay", weight_decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-            raise ValueError(f"param_groups: {name} must be a finite number >= 0, got {value!r}")
+    check_number("param_groups", "lr", lr, 0)
+    check_number("param_groups", "weight_decay", weight_decay, 0)
     plain, special = [], {}
+    tags = ssm_optim_tags(model)
     for p in model.parameters():
-        opts = getattr(p, "_dssm_optim", None)
+        opts = tags.get(id(p))
         if opts is None:
             plain.append(p)
         else:

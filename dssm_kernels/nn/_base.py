@@ -9,49 +9,14 @@ import torch
 from torch import nn
 
 import dssm_kernels as dk
-
-
-def check_int(cls: str, name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{cls}: {name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
-def check_choice(cls: str, name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{cls}: {name} must be one of {tuple(choices)}, got {value!r}")
-    return value
-
-
-def _is_real_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+from dssm_kernels._validate import check_bool, check_choice, check_int, check_number, check_seed, complex_dtype_of
 
 
 def check_dt_range(cls: str, dt_min, dt_max) -> None:
-    if not (_is_real_number(dt_min) and _is_real_number(dt_max) and 0 < dt_min <= dt_max):
-        raise ValueError(f"{cls}: need finite numbers 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
-
-
-def check_positive(cls: str, name: str, value, allow_none: bool = False):
-    """A finite float > 0 (None too where allowed): learning rates, perturbation sizes."""
-    if value is None and allow_none:
-        return None
-    if not (_is_real_number(value) and value > 0):
-        raise ValueError(f"{cls}: {name} must be a finite number > 0{' or None' if allow_none else ''}, got {value!r}")
-    return value
-
-
-def check_bool(cls: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{cls}: {name} must be True or False, got {value!r}")
-    return value
-
-
-def check_seed(cls: str, seed) -> int | None:
-    """None or an int in [0, 2^63) (what torch's generators take without wrapping)."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63):
-        raise ValueError(f"{cls}: seed must be None or an int in [0, 2^63), got {seed!r}")
-    return seed
+    check_number(cls, "dt_min", dt_min, positive=True)
+    check_number(cls, "dt_max", dt_max, positive=True)
+    if dt_min > dt_max:
+        raise ValueError(f"{cls}: need dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
 
 
 def seeded_generator(cls: str, seed) -> torch.Generator | None:
@@ -99,10 +64,6 @@ def check_state(who: str, state, shape: tuple, dtype: torch.dtype, device: torch
         raise ValueError(f"{who}: {name} is on {state.device}, the layer's parameters on {device}")
 
 
-def complex_dtype(real: torch.dtype) -> torch.dtype:
-    return torch.complex64 if real == torch.float32 else torch.complex128
-
-
 def log_uniform(n: int, lo: float, hi: float, g: torch.Generator | None) -> torch.Tensor:
     """n values log-uniform in [lo, hi], float64: the per-channel (or per-mode) initial step."""
     return math.log(lo) + (math.log(hi) - math.log(lo)) * torch.rand(n, generator=g, dtype=torch.float64)
@@ -117,13 +78,30 @@ def crandn(*shape, g: torch.Generator | None) -> torch.Tensor:
 def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | None) -> None:
     """Register an SSM parameter (A, dt, B) that carries its own learning rate and no weight decay;
     dssm_kernels.nn.param_groups reads the tag. Complex values are stored as real views (..., 2) so
-    every optimiser and state_dict handles them."""
-    check_positive(type(module).__name__, "ssm_lr", lr, allow_none=True)
+    every optimiser and state_dict handles them.
+
+    The tag lives in the module's SSM_OPTIM dict, not on the Parameter: copy.deepcopy of a model makes
+    new Parameters without their Python attributes (a copied model then trained its SSM parameters at
+    the ordinary learning rate), while a module's own attributes are copied with it."""
+    check_number(type(module).__name__, "ssm_lr", lr, positive=True, allow_none=True)
     if value.is_complex():
         value = torch.view_as_real(value)
-    p = nn.Parameter(value.contiguous())
-    p._dssm_optim = {"lr": lr, "weight_decay": 0.0}
-    module.register_parameter(name, p)
+    module.register_parameter(name, nn.Parameter(value.contiguous()))
+    module.__dict__.setdefault(SSM_OPTIM, {})[name] = {"lr": lr, "weight_decay": 0.0}
+
+
+SSM_OPTIM = "_ssm_optim"   # module attribute: {parameter name: {"lr": float | None, "weight_decay": 0.0}}
+
+
+def ssm_optim_tags(model: nn.Module) -> dict[int, dict]:
+    """{id(parameter): its optimiser settings} for every SSM parameter of `model` (see ssm_param)."""
+    tags = {}
+    for module in model.modules():
+        for name, opts in module.__dict__.get(SSM_OPTIM, {}).items():
+            p = module._parameters.get(name)
+            if p is not None:
+                tags[id(p)] = opts
+    return tags
 
 
 def modal_tensors(who: str, H: int, lam, B, C, D, dt):
@@ -240,12 +218,12 @@ class SSMLayer(nn.Module, abc.ABC):
     def default_state(self, batch: int) -> torch.Tensor:
         """The zero state, complex of shape _state_shape(batch) ((batch, H, N), or (batch, N) for S5)."""
         check_int(type(self).__name__, "batch", batch, 0)
-        return torch.zeros(self._state_shape(batch), dtype=complex_dtype(self._float), device=self._device)
+        return torch.zeros(self._state_shape(batch), dtype=complex_dtype_of(self._float), device=self._device)
 
     def _check_state(self, state, batch: int, who: str) -> None:
         """state is None or what default_state(batch) gives (check_state)."""
         if state is not None:
-            check_state(who, state, self._state_shape(batch), complex_dtype(self._float), self._device)
+            check_state(who, state, self._state_shape(batch), complex_dtype_of(self._float), self._device)
 
     def _check_step(self, u_t: torch.Tensor, state):
         """Check step()'s input u_t (B, H) and state; returns the state, the zero state for None."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dssm_kernels.nn._base import SSMLayer, check_bool, check_choice, check_real_input
+from dssm_kernels._validate import check_bool, check_choice, check_number
+from dssm_kernels.nn._base import SSMLayer, check_real_input
 from dssm_kernels.nn.dss import DSS
 from dssm_kernels.nn.lru import LRU
 from dssm_kernels.nn.s4 import S4
@@ -37,8 +38,7 @@ class ResidualBlock(nn.Module):
             raise ValueError("ResidualBlock: the layer must take (B, L, H) input (transposed=False)")
         check_choice("ResidualBlock", "norm", norm, NORMS)
         check_choice("ResidualBlock", "activation", activation, ACTIVATIONS)
-        if isinstance(dropout, bool) or not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"ResidualBlock: dropout must be in [0, 1), got {dropout!r}")
+        check_number("ResidualBlock", "dropout", dropout, 0, 1)
         check_bool("ResidualBlock", "prenorm", prenorm)
         H = layer.d_model
         kw = dict(dtype=layer._float, device=layer._device)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import torch
 
-import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (INERT_LAM, ChannelModes, DiagonalConvLayer, check_choice, check_dt_range, crandn,
-                                   log_uniform, seeded_generator, ssm_param)
+from dssm_kernels._validate import check_choice
+from dssm_kernels.nn._base import (INERT_LAM, ChannelModes, DiagonalConvLayer, check_dt_range, crandn, log_uniform,
+                                   seeded_generator, ssm_param)
 
 VARIANTS = ("exp", "softmax")
 INITS = ("skew-hippo", "s4d-lin", "s4d-inv")

@@ -23,8 +23,8 @@ import math
 import torch
 
 import dssm_kernels as dk
-from dssm_kernels.nn._base import (SSMLayer, check_positive, complex_dtype, crandn, mimo_modal_tensors, seeded_generator,
-                                   ssm_param)
+from dssm_kernels._validate import check_number, complex_dtype_of
+from dssm_kernels.nn._base import SSMLayer, crandn, mimo_modal_tensors, seeded_generator, ssm_param
 
 # A real eigenvalue (phase 0) has no exp-parameterised phase: it gets this one instead, which moves the
 # pole by |lambda| * 1e-12 (a relative change of the mode's response below 1e-12 / (1 - |lambda|)).
@@ -55,11 +55,11 @@ class LRU(SSMLayer):
                  l_max: int | None = None):
         super().__init__(d_model, d_state, transposed=transposed, backend=backend, dtype=dtype, l_max=l_max)
         for name, v in (("r_min", r_min), ("r_max", r_max)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            if not 0 <= check_number("LRU", name, v) < 1:
                 raise ValueError(f"LRU: {name} must be a number in [0, 1), got {v!r}")
         if not r_min < r_max:
             raise ValueError(f"LRU: need r_min < r_max, got r_min={r_min}, r_max={r_max}")
-        check_positive("LRU", "max_phase", max_phase)
+        check_number("LRU", "max_phase", max_phase, positive=True)
         self.r_min, self.r_max, self.max_phase, self.ssm_lr = r_min, r_max, max_phase, ssm_lr
         N, H = d_state // 2, d_model
         g = seeded_generator("LRU", seed)
@@ -78,7 +78,7 @@ class LRU(SSMLayer):
         """(Re)register the parameters from log(lambda) (N,) (Re < 0, Im > 0), gamma (N,), B (N, H), C (H, N),
         D (H,)."""
         kw = dict(dtype=dtype, device=device)
-        ckw = dict(dtype=complex_dtype(dtype), device=device)
+        ckw = dict(dtype=complex_dtype_of(dtype), device=device)
         ssm_param(self, "nu_log", torch.log(-log_lambda.real).to(**kw), self.ssm_lr)
         ssm_param(self, "theta_log", torch.log(log_lambda.imag).to(**kw), self.ssm_lr)
         ssm_param(self, "gamma_log", torch.log(gamma).to(**kw), self.ssm_lr)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dssm_kernels.nn._base import check_choice, check_dtype, check_int, check_real_input, check_seed, check_state
+from dssm_kernels._validate import check_choice, check_int, check_seed
+from dssm_kernels.nn._base import check_dtype, check_real_input, check_state
 from dssm_kernels.nn.block import LAYERS, MODES, ResidualBlock, make_layer
 
 POOLS = ("mean", "last")

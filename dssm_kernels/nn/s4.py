@@ -30,8 +30,9 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (ChannelModes, ConvSSMLayer, check_choice, check_dt_range, crandn, log_uniform,
-                                   modal_tensors, seeded_generator, ssm_param)
+from dssm_kernels._validate import check_choice
+from dssm_kernels.nn._base import (ChannelModes, ConvSSMLayer, check_dt_range, crandn, log_uniform, modal_tensors,
+                                   seeded_generator, ssm_param)
 
 INITS = {"legs": "legs", "legt": "legt", "fout": "fout"}
 MIN_DECAY = 1e-3

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (INERT_LAM, ChannelModes, DiagonalConvLayer, check_choice, check_dt_range, crandn,
-                                   log_uniform, seeded_generator, ssm_param)
+from dssm_kernels._validate import check_choice
+from dssm_kernels.nn._base import (INERT_LAM, ChannelModes, DiagonalConvLayer, check_dt_range, crandn, log_uniform,
+                                   seeded_generator, ssm_param)
 
 INITS = {"s4d-lin": hippo.s4d_lin, "s4d-inv": hippo.s4d_inv, "s4d-real": hippo.s4d_real, "s4d-legs": hippo.s4d_legs}
 DISCRETISATIONS = ("zoh", "bilinear")

@@ -20,8 +20,9 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels.nn._base import (SSMLayer, check_choice, check_dt_range, check_positive, complex_dtype, log_uniform,
-                                   mimo_modal_tensors, seeded_generator, ssm_param)
+from dssm_kernels._validate import check_choice, check_number, complex_dtype_of
+from dssm_kernels.nn._base import (SSMLayer, check_dt_range, log_uniform, mimo_modal_tensors, seeded_generator,
+                                   ssm_param)
 from dssm_kernels.nn.s4d import DISCRETISATIONS, discretise
 
 INITS = ("legs", "ptd")
@@ -74,7 +75,7 @@ class S5(SSMLayer):
         check_choice("S5", "init", init, INITS)
         check_choice("S5", "disc", disc, DISCRETISATIONS)
         check_dt_range("S5", dt_min, dt_max)
-        check_positive("S5", "ptd_eps", ptd_eps)
+        check_number("S5", "ptd_eps", ptd_eps, positive=True)
         self.init, self.disc, self.ptd_eps, self.ssm_lr = init, disc, ptd_eps, ssm_lr
         N = d_state // 2
         g = seeded_generator("S5", seed)
@@ -85,7 +86,7 @@ class S5(SSMLayer):
     def _set(self, lam, B, C, D, dt, *, dtype, device):
         """(Re)register the parameters: lam (N,) with Re lam < 0, B (N, H), C (H, N), D (H,), dt (N,) > 0."""
         kw = dict(dtype=dtype, device=device)
-        ckw = dict(dtype=complex_dtype(dtype), device=device)
+        ckw = dict(dtype=complex_dtype_of(dtype), device=device)
         ssm_param(self, "log_lam_real", torch.log(-lam.real).to(**kw), self.ssm_lr)
         ssm_param(self, "lam_imag", lam.imag.clone().to(**kw), self.ssm_lr)
         ssm_param(self, "log_dt", torch.as_tensor(dt, dtype=torch.float64).log().to(**kw), self.ssm_lr)

@@ -1,15 +1,4 @@
-"""The SSM ops of DESIGN.md and diag_scan (the scan of S5 layers); each module holds its reference,
-autograd.Function and public function."""
-from dssm_kernels.ops.cauchy import cauchy, cauchy_ref
-from dssm_kernels.ops.diag_scan import diag_scan, diag_scan_ref
-from dssm_kernels.ops.fftconv import fftconv, fftconv_ref
-from dssm_kernels.ops.ssm_scan import ssm_scan, ssm_scan_ref
-from dssm_kernels.ops.ssm_step import ssm_step, ssm_step_ref
-from dssm_kernels.ops.vandermonde import vandermonde, vandermonde_ref
-from dssm_kernels.ops.vandermonde_transpose import vandermonde_transpose, vandermonde_transpose_ref
-
-__all__ = [
-    "vandermonde", "vandermonde_transpose", "cauchy", "fftconv", "ssm_scan", "ssm_step", "diag_scan",
-    "vandermonde_ref", "vandermonde_transpose_ref", "cauchy_ref", "fftconv_ref", "ssm_scan_ref", "ssm_step_ref",
-    "diag_scan_ref",
-]
+"""The SSM ops of DESIGN.md and diag_scan (the scan of S5 layers), one module per op: its plain-torch
+reference, its kernel primitives (declared through _primitives), its autograd.Function and its
+public function, which dssm_kernels re-exports (dk.vandermonde, dk.vandermonde_ref, ...). The
+package binds no names of its own, so dssm_kernels.ops.<op> is always the module."""

@@ -1,9 +1,10 @@
-"""Launch-size helpers shared by the op launchers (tuning per op is the GPU issue's work)."""
+"""What the Triton launchers share: kernel lookup, real views, outputs, grids and block sizes
+(tuning per op is the GPU issue's work)."""
 from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import triton_interpreted
+from dssm_kernels._backend import triton_interpreted, triton_module
 
 # Tests set this so that any element a kernel forgets to write shows up as NaN.
 FILL_OUTPUTS_WITH_NAN = False
@@ -29,10 +30,16 @@ def grid(op: str, programs: int) -> tuple[int]:
     return (programs,)
 
 
-def real_view(t: torch.Tensor) -> torch.Tensor:
-    """The (..., 2) real view a Triton kernel reads of a complex tensor. A lazily conjugated tensor
+def kernel(family: str, name: str):
+    """The @triton.jit kernel dssm_kernels.triton.<family>.<name> (imported on first use)."""
+    return getattr(triton_module(family), name)
+
+
+def real_view(t: torch.Tensor | None) -> torch.Tensor | None:
+    """The (..., 2) real view a Triton kernel reads of a complex tensor; None (an absent input, whose
+    pointer the kernel's constexpr HAS_* flag keeps unread) stays None. A lazily conjugated tensor
     (conj bit set, e.g. x.conj()) is materialised first: its memory holds the unconjugated values."""
-    return torch.view_as_real(t.resolve_conj())
+    return None if t is None else torch.view_as_real(t.resolve_conj())
 
 
 def pow2_block(n: int, lo: int, hi: int) -> int:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend, triton_module
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
+from dssm_kernels._backend import resolve_backend
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "cauchy"
 
@@ -25,12 +25,7 @@ def cauchy_ref(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tenso
     return (v / (z - w) + v.conj() / (z - w.conj())).sum(-2)
 
 
-def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square: bool = False,
-                       backend: str = "triton") -> torch.Tensor:
-    """sum_n v[r, n] / (z_j - w[r, n])^p + conj(v[r, n]) / (z_j - conj(w[r, n]))^p, p = 2 if `square`
-    else 1, for contiguous complex (R, N) v, w and (L,) z; returns complex (R, L)."""
-    if backend == "cpp":
-        return _cpp.ops().cauchy_rows(v, z, w, square)
+def _rows_triton(v, z, w, square):
     R, N = w.shape
     L = z.shape[0]
     out = new_output((R, L), dtype=w.dtype, device=w.device)
@@ -39,41 +34,50 @@ def launch_cauchy_rows(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, square
     interp = interpreted(w.device)
     block_n = pow2_block(N, 16, 64 if interp else 16)
     block_l = pow2_block(L, 16, 1024 if interp else 128)
-    kern = triton_module("cauchy").cauchy_rows_kernel
-    kern[grid(OP, R * -(-L // block_l))](real_view(v), real_view(w), real_view(z),
-                                real_view(out), N, L,
-                                SQUARE=square, BLOCK_N=block_n, BLOCK_L=block_l)
+    kernel("cauchy", "cauchy_rows_kernel")[grid("cauchy_rows", R * -(-L // block_l))](
+        v_ptr=real_view(v), w_ptr=real_view(w), z_ptr=real_view(z), out_ptr=real_view(out), N=N, L=L,
+        SQUARE=square, BLOCK_N=block_n, BLOCK_L=block_l)
     return out
 
 
-def launch_cauchy_modes(g: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor,
-                        need_v: bool, need_w: bool, backend: str = "triton"):
-    """(grad_v, grad_w) of CauchyFunction for contiguous complex (R, L) g, (R, N) v, w, (L,) z;
-    each is None unless asked for."""
-    if backend == "cpp":
-        gv, gw = _cpp.ops().cauchy_modes(g, v, z, w, need_v, need_w)
-        return (gv if need_v else None), (gw if need_w else None)
+CAUCHY_ROWS = declare(
+    "cauchy_rows(Tensor v, Tensor z, Tensor w, bool square) -> Tensor",
+    fake=lambda v, z, w, square: w.new_empty((w.shape[0], z.shape[0])),
+    triton=_rows_triton, cpp=True,
+    doc="""sum_n v[r, n] / (z_j - w[r, n])^p + conj(v[r, n]) / (z_j - conj(w[r, n]))^p, p = 2 if `square`
+    else 1, for contiguous complex (R, N) v, w and (L,) z: complex (R, L).""")
+
+
+def _modes_triton(g, v, z, w, need_v, need_w):
     R, N = w.shape
     L = z.shape[0]
-    gv = new_output((R, N), dtype=w.dtype, device=w.device) if need_v else None
-    gw = new_output((R, N), dtype=w.dtype, device=w.device) if need_w else None
+    gv = new_output((R, N) if need_v else (0,), dtype=w.dtype, device=w.device)
+    gw = new_output((R, N) if need_w else (0,), dtype=w.dtype, device=w.device)
     if R == 0 or not (need_v or need_w):
         return gv, gw
     interp = interpreted(w.device)
     block_n = pow2_block(N, 16, 64 if interp else 32)
     block_l = pow2_block(L, 16, 512 if interp else 64)
-    # a pointer the kernel never touches (its NEED_* flag is off) still has to be a tensor
-    gv_arg = gv if need_v else gw
-    gw_arg = gw if need_w else gv
-    kern = triton_module("cauchy").cauchy_modes_kernel
-    kern[grid(OP, R * -(-N // block_n))](real_view(g), real_view(v), real_view(w),
-                                real_view(z), real_view(gv_arg), real_view(gw_arg),
-                                N, L, NEED_V=need_v, NEED_W=need_w, BLOCK_N=block_n, BLOCK_L=block_l)
+    kernel("cauchy", "cauchy_modes_kernel")[grid("cauchy_modes", R * -(-N // block_n))](
+        g_ptr=real_view(g), v_ptr=real_view(v), w_ptr=real_view(w), z_ptr=real_view(z),
+        gv_ptr=real_view(gv) if need_v else None, gw_ptr=real_view(gw) if need_w else None, N=N, L=L,
+        NEED_V=need_v, NEED_W=need_w, BLOCK_N=block_n, BLOCK_L=block_l)
     return gv, gw
 
 
+CAUCHY_MODES = declare(
+    "cauchy_modes(Tensor g, Tensor v, Tensor z, Tensor w, bool need_v, bool need_w) -> (Tensor, Tensor)",
+    fake=lambda g, v, z, w, need_v, need_w: (empty_unless(need_v, w, w.shape), empty_unless(need_w, w, w.shape)),
+    triton=_modes_triton, cpp=True,
+    doc="""(grad_v, grad_w) of CauchyFunction for contiguous complex (R, L) g, (R, N) v, w, (L,) z; each
+    (0,) unless asked for.""")
+
+KERNELS = kernel_backends(CAUCHY_ROWS, CAUCHY_MODES)
+
+
 class CauchyFunction(torch.autograd.Function):
-    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). Backward (PyTorch's complex-gradient convention), g = grad of k:
+    """Forward and backward on the primitives, run by `backend` ("triton" or "cpp"). Backward
+    (PyTorch's complex-gradient convention), g = grad of k:
         grad_v[n] = sum_j  g_j / (conj z_j - conj w_n)    + conj( g_j / (conj z_j - w_n) )
         grad_w[n] = conj(v_n) * sum_j  g_j / (conj z_j - conj w_n)^2  + conj(g_j) / (z_j - conj w_n)^2
         grad_z[j] = - sum_rows g_j * conj(D_j),   D_j = sum_n v_n / (z_j - w_n)^2 + conj(v_n) / (z_j - conj w_n)^2
@@ -88,7 +92,7 @@ class CauchyFunction(torch.autograd.Function):
         vs = v.expand(shape).contiguous().reshape(-1, N)
         ws = w.expand(shape).contiguous().reshape(-1, N)
         zs = z.contiguous()
-        out = launch_cauchy_rows(vs, zs, ws, backend=backend)
+        out = CAUCHY_ROWS(vs, zs, ws, False, backend=backend)
         ctx.backend = backend
         ctx.save_for_backward(vs, zs, ws)
         ctx.shapes = (v.shape, w.shape, shape)
@@ -96,44 +100,44 @@ class CauchyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        ck.refuse_double_backward(OP, ctx.backend)
+        common.refuse_double_backward(OP, ctx.backend)
         vs, zs, ws = ctx.saved_tensors
         v_shape, w_shape, shape = ctx.shapes
         need_v, need_z, need_w = ctx.needs_input_grad[:3]
         g = g.reshape(-1, zs.shape[0]).contiguous()
-        gv, gw = launch_cauchy_modes(g, vs, zs, ws, need_v, need_w, backend=ctx.backend)
-        grad_v = ck.sum_to_shape(gv.reshape(shape), v_shape) if need_v else None
-        grad_w = ck.sum_to_shape(gw.reshape(shape), w_shape) if need_w else None
+        gv, gw = CAUCHY_MODES(g, vs, zs, ws, need_v, need_w, backend=ctx.backend)
+        grad_v = common.sum_to_shape(gv.reshape(shape), v_shape) if need_v else None
+        grad_w = common.sum_to_shape(gw.reshape(shape), w_shape) if need_w else None
         grad_z = None
         if need_z:
-            D = launch_cauchy_rows(vs, zs, ws, square=True, backend=ctx.backend)
+            D = CAUCHY_ROWS(vs, zs, ws, True, backend=ctx.backend)
             grad_z = -(g * D.conj()).sum(0)
         return grad_v, grad_z, grad_w, None
 
 
 def _validate(v, z, w):
-    ck.check_tensor(OP, "v", v, min_ndim=1)
-    ck.check_tensor(OP, "z", z, ndim=1)
-    ck.check_tensor(OP, "w", w, min_ndim=1)
-    ck.check_complex(OP, "v", v)
-    ck.check_complex(OP, "z", z)
-    ck.check_complex(OP, "w", w)
-    ck.check_same_dtype(OP, ("v", "z", "w"), (v, z, w))
+    common.check_tensor(OP, "v", v, min_ndim=1)
+    common.check_tensor(OP, "z", z, ndim=1)
+    common.check_tensor(OP, "w", w, min_ndim=1)
+    common.check_complex(OP, "v", v)
+    common.check_complex(OP, "z", z)
+    common.check_complex(OP, "w", w)
+    common.check_same_dtype(OP, ("v", "z", "w"), (v, z, w))
     if z.shape[0] < 1:
         raise ValueError(f"{OP}: z must hold L >= 1 points, got shape {tuple(z.shape)}")
-    ck.check_modes(OP, "v", v)
-    ck.check_modes(OP, "w", w)
-    ck.broadcast_batch(OP, ("v", "w"), (v.shape, w.shape))
-    return ck.check_same_device(OP, ("v", "z", "w"), (v, z, w))
+    common.check_modes(OP, "v", v)
+    common.check_modes(OP, "w", w)
+    common.broadcast_batch(OP, ("v", "w"), (v.shape, w.shape))
+    return common.check_same_device(OP, ("v", "z", "w"), (v, z, w))
 
 
 def _allocations(backend: str, v, z, w) -> list:
     shape = torch.broadcast_shapes(v.shape, w.shape)
     L = z.shape[0]
     if backend == "reference":
-        return [ck.Alloc("z - w, z - conj(w) and both quotients, (..., N, L) each", (*shape, L), w.dtype, 4)]
-    return [ck.Alloc("the output, its gradient and d output / d z", (*shape[:-1], L), w.dtype, 3),
-            ck.Alloc("v, w at their broadcast shape and their gradients", shape, w.dtype, 4)]
+        return [common.Alloc("z - w, z - conj(w) and both quotients, (..., N, L) each", (*shape, L), w.dtype, 4)]
+    return [common.Alloc("the output, its gradient and d output / d z", (*shape[:-1], L), w.dtype, 3),
+            common.Alloc("v, w at their broadcast shape and their gradients", shape, w.dtype, 4)]
 
 
 def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
@@ -141,7 +145,9 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
 
     Args:
         v, w: complex64/complex128, broadcastable to (..., N), N >= 1.
-        z: complex (L,), L >= 1, the evaluation points shared by every batch row; same dtype.
+        z: complex (L,), L >= 1, the evaluation points shared by every batch row; same dtype. Finite
+            points: at a point at infinity the kernels' scaled division gives NaN (inf / inf) where
+            the reference gives the limit 0.
         backend: "auto" | "reference" | "triton" | "cpp" (see dssm_kernels._backend).
     Returns:
         complex tensor (..., L). Differentiable in v and w (and in z, whose gradient sums over the batch);
@@ -164,8 +170,8 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
         torch.Size([5])
     """
     device = _validate(v, z, w)
-    backend = resolve_backend(OP, backend, device, has_cpp=True)
-    ck.check_allocations(OP, device, _allocations(backend, v, z, w))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(backend, v, z, w))
     if backend == "reference":
         return cauchy_ref(v, z, w)
     return CauchyFunction.apply(v, z, w, backend)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend, triton_module
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
-from dssm_kernels.ops.ssm_step import _real_view
+from dssm_kernels._backend import resolve_backend
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "diag_scan"
 
@@ -47,53 +46,67 @@ def _config(N: int, L: int, device: torch.device) -> dict:
     return dict(NATIVE=True, BLOCK_N=block_n, BLOCK_T=pow2_block(L, 16, 2048 // block_n))
 
 
-def _grid(B: int, N: int, L: int, device: torch.device):
+def _grid(B: int, N: int, L: int, device: torch.device, name: str):
     cfg = _config(N, L, device)
-    return grid(OP, B * -(-N // cfg["BLOCK_N"])), -(-L // cfg["BLOCK_T"]), cfg
+    return grid(name, B * -(-N // cfg["BLOCK_N"])), -(-L // cfg["BLOCK_T"]), cfg
 
 
-def launch_fwd(v, dA, state, backend: str = "triton"):
-    """(xs, last) for contiguous v (B, L, N), dA (N,) or (B, N), state (B, N) or None."""
-    if backend == "cpp":
-        return _cpp.ops().diag_scan_fwd(v, dA, state)
+def _fwd_triton(v, dA, state):
     B, L, N = v.shape
     xs = new_output((B, L, N), dtype=v.dtype, device=v.device)
     last = new_output((B, N), dtype=v.dtype, device=v.device)
     if B > 0:
-        programs, n_chunks, cfg = _grid(B, N, L, v.device)
-        last_r = real_view(last)
-        triton_module("diag_scan").diag_scan_fwd_kernel[programs](
-            real_view(v), real_view(dA), _real_view(state, last_r),
-            real_view(xs), last_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
+        programs, n_chunks, cfg = _grid(B, N, L, v.device, "diag_scan_fwd")
+        kernel("diag_scan", "diag_scan_fwd_kernel")[programs](
+            v_ptr=real_view(v), dA_ptr=real_view(dA), state_ptr=real_view(state), xs_ptr=real_view(xs),
+            last_ptr=real_view(last), L=L, N=N, n_chunks=n_chunks, dA_stride=N if dA.dim() == 2 else 0,
             HAS_STATE=state is not None, **cfg)
     return xs, last
 
 
-def launch_bwd(dA, state, xs, g_xs, g_last, need_gv: bool, need_gdA: bool, backend: str = "triton"):
-    """(grad_v (B, L, N) or None, per-row grad_dA (B, N) or None, grad_state (B, N)) from the
-    gradients g_xs (B, L, N) and g_last (B, N), either of them None (zero)."""
-    if backend == "cpp":
-        gv, gdA, gstate = _cpp.ops().diag_scan_bwd(dA, state, xs, g_xs, g_last, need_gv, need_gdA)
-    else:
-        B, L, N = xs.shape
-        dev, dt = xs.device, xs.dtype
-        gv = new_output((B, L, N), dtype=dt, device=dev) if need_gv else None
-        gdA = new_output((B, N), dtype=dt, device=dev) if need_gdA else None
-        gstate = new_output((B, N), dtype=dt, device=dev)
-        if B > 0:
-            programs, n_chunks, cfg = _grid(B, N, L, dev)
-            gstate_r = real_view(gstate)
-            triton_module("diag_scan").diag_scan_bwd_kernel[programs](
-                real_view(dA), _real_view(state, gstate_r), real_view(xs),
-                _real_view(g_xs, gstate_r), _real_view(g_last, gstate_r), _real_view(gv, gstate_r),
-                _real_view(gdA, gstate_r), gstate_r, L, N, n_chunks, N if dA.dim() == 2 else 0,
-                HAS_STATE=state is not None, HAS_GXS=g_xs is not None, HAS_GLAST=g_last is not None,
-                NEED_GV=need_gv, NEED_GDA=need_gdA, **cfg)
-    return (gv if need_gv else None), (gdA if need_gdA else None), gstate
+DIAG_SCAN_FWD = declare(
+    "diag_scan_fwd(Tensor v, Tensor dA, Tensor? state) -> (Tensor, Tensor)",
+    fake=lambda v, dA, state: (v.new_empty(v.shape), v.new_empty((v.shape[0], v.shape[2]))),
+    triton=_fwd_triton, cpp=True,
+    doc="""(xs, last) for contiguous v (B, L, N), dA (N,) or (B, N), state (B, N) or None.""")
+
+
+def _bwd_triton(dA, state, xs, g_xs, g_last, need_gv, need_gdA):
+    B, L, N = xs.shape
+    dev, dt = xs.device, xs.dtype
+    gv = new_output((B, L, N) if need_gv else (0,), dtype=dt, device=dev)
+    gdA = new_output((B, N) if need_gdA else (0,), dtype=dt, device=dev)
+    gstate = new_output((B, N), dtype=dt, device=dev)
+    if B > 0:
+        programs, n_chunks, cfg = _grid(B, N, L, dev, "diag_scan_bwd")
+        kernel("diag_scan", "diag_scan_bwd_kernel")[programs](
+            dA_ptr=real_view(dA), state_ptr=real_view(state), xs_ptr=real_view(xs), gxs_ptr=real_view(g_xs),
+            glast_ptr=real_view(g_last), gv_ptr=real_view(gv) if need_gv else None,
+            gdA_ptr=real_view(gdA) if need_gdA else None, gstate_ptr=real_view(gstate),
+            L=L, N=N, n_chunks=n_chunks, dA_stride=N if dA.dim() == 2 else 0,
+            HAS_STATE=state is not None, HAS_GXS=g_xs is not None, HAS_GLAST=g_last is not None,
+            NEED_GV=need_gv, NEED_GDA=need_gdA, **cfg)
+    return gv, gdA, gstate
+
+
+def _bwd_fake(dA, state, xs, g_xs, g_last, need_gv, need_gdA):
+    rows = (xs.shape[0], xs.shape[2])
+    return empty_unless(need_gv, xs, xs.shape), empty_unless(need_gdA, xs, rows), xs.new_empty(rows)
+
+
+DIAG_SCAN_BWD = declare(
+    "diag_scan_bwd(Tensor dA, Tensor? state, Tensor xs, Tensor? g_xs, Tensor? g_last, bool need_gv, "
+    "bool need_gdA) -> (Tensor, Tensor, Tensor)",
+    fake=_bwd_fake, triton=_bwd_triton, cpp=True,
+    doc="""(grad_v (B, L, N), per-row grad_dA (B, N), grad_state (B, N)) from the gradients g_xs
+    (B, L, N) and g_last (B, N), either of them None (zero); grad_v and grad_dA are (0,) unless
+    asked for.""")
+
+KERNELS = kernel_backends(DIAG_SCAN_FWD, DIAG_SCAN_BWD)
 
 
 class DiagScanFunction(torch.autograd.Function):
-    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With the adjoint
+    """Forward and backward on the primitives, run by `backend` ("triton" or "cpp"). With the adjoint
     (PyTorch's complex-gradient convention)
         lambda_t = g_xs_t + conj(dA) * lambda_{t+1},   lambda_{L-1} += g_last,
         grad_v = lambda,   grad_dA = sum_{b,t} lambda_t * conj(x_{t-1}) (x_{-1} = state; summed over
@@ -104,9 +117,8 @@ class DiagScanFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v, dA, state, backend):
-        v, dA = v.contiguous(), dA.contiguous()
-        state = None if state is None else state.contiguous()
-        xs, last = launch_fwd(v, dA, state, backend)
+        v, dA, state = common.contiguous(v, dA, state)
+        xs, last = DIAG_SCAN_FWD(v, dA, state, backend=backend)
         ctx.backend = backend
         ctx.save_for_backward(dA, state, xs)
         ctx.set_materialize_grads(False)
@@ -114,45 +126,44 @@ class DiagScanFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_xs, g_last):
-        ck.refuse_double_backward(OP, ctx.backend)
+        common.refuse_double_backward(OP, ctx.backend)
         dA, state, xs = ctx.saved_tensors
         need_v, need_dA, need_state = ctx.needs_input_grad[:3]
         if g_xs is None and g_last is None:
             return None, None, None, None
-        g_xs = None if g_xs is None else g_xs.contiguous()
-        g_last = None if g_last is None else g_last.contiguous()
-        gv, gdA, gstate = launch_bwd(dA, state, xs, g_xs, g_last, need_v, need_dA, ctx.backend)
-        if gdA is not None and dA.dim() == 1:
+        g_xs, g_last = common.contiguous(g_xs, g_last)
+        gv, gdA, gstate = DIAG_SCAN_BWD(dA, state, xs, g_xs, g_last, need_v, need_dA, backend=ctx.backend)
+        if need_dA and dA.dim() == 1:
             gdA = gdA.sum(0)
-        return gv, gdA, (gstate if need_state else None), None
+        return (gv if need_v else None), (gdA if need_dA else None), (gstate if need_state else None), None
 
 
 def _validate(v, dA, state) -> torch.device:
-    ck.check_tensor(OP, "v", v, ndim=3)
-    ck.check_complex(OP, "v", v)
-    ck.check_modes(OP, "v", v)
+    common.check_tensor(OP, "v", v, ndim=3)
+    common.check_complex(OP, "v", v)
+    common.check_modes(OP, "v", v)
     B, _, N = v.shape
-    ck.check_tensor(OP, "dA", dA)
-    ck.check_complex(OP, "dA", dA)
-    ck.check_same_dtype(OP, ("v", "dA"), (v, dA))
+    common.check_tensor(OP, "dA", dA)
+    common.check_complex(OP, "dA", dA)
+    common.check_same_dtype(OP, ("v", "dA"), (v, dA))
     if tuple(dA.shape) not in ((N,), (B, N)):
         raise ValueError(f"{OP}: dA must have shape (N,) = ({N},) or (B, N) = ({B}, {N}) with (B, L, N) = "
                          f"v.shape, got {tuple(dA.shape)}")
     names, tensors = ["v", "dA"], [v, dA]
     if state is not None:
-        ck.check_tensor(OP, "state", state, ndim=2)
-        ck.check_complex(OP, "state", state)
-        ck.check_same_dtype(OP, ("v", "state"), (v, state))
-        ck.check_shape(OP, "state (B, N)", state, (B, N))
+        common.check_tensor(OP, "state", state, ndim=2)
+        common.check_complex(OP, "state", state)
+        common.check_same_dtype(OP, ("v", "state"), (v, state))
+        common.check_shape(OP, "state (B, N)", state, (B, N))
         names.append("state")
         tensors.append(state)
-    return ck.check_same_device(OP, names, tensors)
+    return common.check_same_device(OP, names, tensors)
 
 
 def _allocations(backend: str, v) -> list:
     what = ("the states, the products behind them and their gradients" if backend == "reference"
             else "v (contiguous), xs and their gradients")
-    return [ck.Alloc(what, tuple(v.shape), v.dtype, 4)]
+    return [common.Alloc(what, tuple(v.shape), v.dtype, 4)]
 
 
 def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = None, *, backend: str = "auto"):
@@ -189,8 +200,8 @@ def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = No
         (True, torch.Size([2, 10, 3]), torch.Size([2, 4]))
     """
     device = _validate(v, dA, state)
-    backend = resolve_backend(OP, backend, device, has_cpp=True)
-    ck.check_allocations(OP, device, _allocations(backend, v))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(backend, v))
     if backend == "reference":
         return diag_scan_ref(v, dA, state)
     return DiagScanFunction.apply(v, dA, state, backend)

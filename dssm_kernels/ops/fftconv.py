@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend, triton_module
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
+from dssm_kernels._backend import resolve_backend
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "fftconv"
 U_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -44,7 +45,7 @@ def compute_dtype(u: torch.Tensor, k: torch.Tensor) -> torch.dtype:
 
 
 def fftconv_ref(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None) -> torch.Tensor:
-    """Plain-torch oracle: rfft, product, irfft, first L samples, skip term, cast back."""
+    """Plain-torch oracle: rfft, product, irfft, first L samples, skip term, cast bacommon."""
     cd = compute_dtype(u, k)
     L = u.shape[-1]
     n = fft_length(L)
@@ -56,47 +57,56 @@ def fftconv_ref(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None)
     return y.to(u.dtype)
 
 
-def launch_spectral_products(a: torch.Tensor, K: torch.Tensor | None, u_hat: torch.Tensor | None,
-                             conj: bool):
-    """(out, acc) with out[b, h] = a[b, h] * K[h] (conj(K[h]) if `conj`) and
-    acc[h] = sum_b a[b, h] * conj(u_hat[b, h]); out is None when K is None, acc when u_hat is None.
-    a, u_hat: contiguous complex (B, H, F); K: contiguous complex (H, F)."""
+def _products_triton(a, K, u_hat, conj):
     B, H, F = a.shape
-    out = new_output((B, H, F), dtype=a.dtype, device=a.device) if K is not None else None
-    acc = new_output((H, F), dtype=a.dtype, device=a.device) if u_hat is not None else None
+    out = new_output((B, H, F) if K is not None else (0,), dtype=a.dtype, device=a.device)
+    acc = new_output((H, F) if u_hat is not None else (0,), dtype=a.dtype, device=a.device)
     if B == 0 or H == 0:
-        return out, (acc.zero_() if acc is not None else None)
+        return out, (acc.zero_() if u_hat is not None else acc)
     block_f = pow2_block(F, 16, 4096 if interpreted(a.device) else 256)
-    ar = real_view(a)
-    # absent operands get `a` as a stand-in pointer: their constexpr branch never touches it
-    views = [real_view(t) if t is not None else ar for t in (K, u_hat, out, acc)]
-    kern = triton_module("fftconv").spectral_products_kernel
-    kern[grid(OP, H * -(-F // block_f))](ar, *views, B, H, F, CONJ=conj, WITH_OUT=K is not None,
-                                WITH_SUM=u_hat is not None, BLOCK_F=block_f)
+    kernel("fftconv", "spectral_products_kernel")[grid("fftconv_products", H * -(-F // block_f))](
+        a_ptr=real_view(a), k_ptr=real_view(K), u_ptr=real_view(u_hat),
+        out_ptr=real_view(out) if K is not None else None, acc_ptr=real_view(acc) if u_hat is not None else None,
+        B=B, H=H, F=F, CONJ=conj, WITH_OUT=K is not None, WITH_SUM=u_hat is not None, BLOCK_F=block_f)
     return out, acc
 
 
-def launch_epilogue(z: torch.Tensor, n_valid: int, L_out: int, out_dtype: torch.dtype,
-                    x: torch.Tensor | None = None, D: torch.Tensor | None = None) -> torch.Tensor:
-    """out[..., t] = z[..., t] * [t < n_valid] + D[h] * x[..., t] for t < L_out, cast to out_dtype.
+FFTCONV_PRODUCTS = declare(
+    "fftconv_products(Tensor a, Tensor? K, Tensor? u_hat, bool conj) -> (Tensor, Tensor)",
+    fake=lambda a, K, u_hat, conj: (empty_unless(K is not None, a, a.shape),
+                                    empty_unless(u_hat is not None, a, a.shape[1:])),
+    triton=_products_triton,
+    doc="""(out, acc) with out[b, h] = a[b, h] * K[h] (conj(K[h]) if `conj`) and
+    acc[h] = sum_b a[b, h] * conj(u_hat[b, h]); out is (0,) when K is None, acc when u_hat is None.
+    a, u_hat: contiguous complex (B, H, F); K: contiguous complex (H, F).""")
 
-    z: contiguous real (..., H, n), an irfft output; x: contiguous (..., H, L_out) or None (then no
-    skip term); D: contiguous (H,)."""
+
+def _epilogue_triton(z, n_valid, L_out, out_dtype, x, D):
     *lead, H, n = z.shape
     out = new_output((*lead, H, L_out), dtype=out_dtype, device=z.device)
     R = out.numel() // L_out
     if R == 0:
         return out
-    has_d = D is not None
     block_l = pow2_block(L_out, 16, 4096 if interpreted(z.device) else 512)
-    kern = triton_module("fftconv").epilogue_kernel
-    kern[grid(OP, R * -(-L_out // block_l))](z, x if has_d else z, D if has_d else z, out, H, n, n_valid, L_out,
-                                    HAS_D=has_d, BLOCK_L=block_l)
+    kernel("fftconv", "epilogue_kernel")[grid("fftconv_epilogue", R * -(-L_out // block_l))](
+        z_ptr=z, x_ptr=x if D is not None else None, d_ptr=D, out_ptr=out, H=H, Z_STRIDE=n, N_VALID=n_valid,
+        L_OUT=L_out, HAS_D=D is not None, BLOCK_L=block_l)
     return out
 
 
+FFTCONV_EPILOGUE = declare(
+    "fftconv_epilogue(Tensor z, int n_valid, int L_out, ScalarType out_dtype, Tensor? x, Tensor? D) -> Tensor",
+    fake=lambda z, n_valid, L_out, out_dtype, x, D: z.new_empty((*z.shape[:-1], L_out), dtype=out_dtype),
+    triton=_epilogue_triton,
+    doc="""out[..., t] = z[..., t] * [t < n_valid] + D[h] * x[..., t] for t < L_out, cast to out_dtype.
+    z: contiguous real (..., H, n), an irfft output; x: contiguous (..., H, L_out), read only with D
+    (H,) (no skip term when D is None).""")
+
+KERNELS = kernel_backends(FFTCONV_PRODUCTS, FFTCONV_EPILOGUE)
+
+
 class FFTConvFunction(torch.autograd.Function):
-    """Triton around torch.fft. With U, K, G the length-n rffts of u, k[:, :L] and the output
+    """The primitives (Triton) around torch.fft. With U, K, G the length-n rffts of u, k[:, :L] and the output
     gradient g (all zero-padded), the circular correlations give, exactly since n >= 2L - 1:
         grad_u = irfft(G * conj(K))[..., :L] + D * g
         grad_k = irfft(sum_b G * conj(U))[:, :Lk]     (zero beyond L when Lk > L: k was cut there)
@@ -105,7 +115,7 @@ class FFTConvFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, u, k, D):
+    def forward(ctx, u, k, D, backend):
         cd = compute_dtype(u, k)
         L = u.shape[-1]
         n = fft_length(L)
@@ -113,16 +123,17 @@ class FFTConvFunction(torch.autograd.Function):
         D = D.contiguous() if D is not None else None
         U = torch.fft.rfft(u.to(cd), n=n).contiguous()
         K = torch.fft.rfft(k[:, :L].to(cd), n=n).contiguous()
-        Y, _ = launch_spectral_products(U, K, None, conj=False)
-        y = launch_epilogue(torch.fft.irfft(Y, n=n), L, L, u.dtype, x=u, D=D)
+        Y, _ = FFTCONV_PRODUCTS(U, K, None, False, backend=backend)
+        y = FFTCONV_EPILOGUE(torch.fft.irfft(Y, n=n), L, L, u.dtype, u, D, backend=backend)
         ctx.save_for_backward(u, k, D)
+        ctx.backend = backend
         return y
 
     @staticmethod
     def backward(ctx, g):
-        ck.refuse_double_backward(OP, "triton")
+        common.refuse_double_backward(OP, ctx.backend)
         u, k, D = ctx.saved_tensors
-        need_u, need_k, need_D = ctx.needs_input_grad
+        need_u, need_k, need_D = ctx.needs_input_grad[:3]
         cd = compute_dtype(u, k)
         L, Lk = u.shape[-1], k.shape[-1]
         n = fft_length(L)
@@ -132,37 +143,37 @@ class FFTConvFunction(torch.autograd.Function):
             G = torch.fft.rfft(g.to(cd), n=n).contiguous()
             K = torch.fft.rfft(k[:, :L].to(cd), n=n).contiguous() if need_u else None
             U = torch.fft.rfft(u.to(cd), n=n).contiguous() if need_k else None
-            dU, dK = launch_spectral_products(G, K, U, conj=True)
+            dU, dK = FFTCONV_PRODUCTS(G, K, U, True, backend=ctx.backend)
             if need_u:
-                grad_u = launch_epilogue(torch.fft.irfft(dU, n=n), L, L, u.dtype, x=g, D=D)
+                grad_u = FFTCONV_EPILOGUE(torch.fft.irfft(dU, n=n), L, L, u.dtype, g, D, backend=ctx.backend)
             if need_k:
-                grad_k = launch_epilogue(torch.fft.irfft(dK, n=n), L, Lk, k.dtype)
+                grad_k = FFTCONV_EPILOGUE(torch.fft.irfft(dK, n=n), L, Lk, k.dtype, None, None, backend=ctx.backend)
         if need_D:
             grad_D = (g.to(cd) * u.to(cd)).sum(dim=(0, 2)).to(D.dtype)
-        return grad_u, grad_k, grad_D
+        return grad_u, grad_k, grad_D, None
 
 
 def _validate(u, k, D):
-    ck.check_tensor(OP, "u", u, ndim=3)
-    ck.check_real(OP, "u", u, U_DTYPES)
+    common.check_tensor(OP, "u", u, ndim=3)
+    common.check_dtype_in(OP, "u", u, U_DTYPES)
     if u.shape[0] < 1 or u.shape[1] < 1:  # torch.fft rejects empty batches with an opaque MKL error
         raise ValueError(f"{OP}: u must have shape (B, H, L) with B >= 1 and H >= 1, got {tuple(u.shape)}")
-    ck.check_length(OP, "L = u.shape[-1]", u.shape[-1])
-    ck.check_tensor(OP, "k", k, ndim=2)
-    ck.check_real(OP, "k", k, K_DTYPES)
+    common.check_length(OP, "L = u.shape[-1]", u.shape[-1])
+    common.check_tensor(OP, "k", k, ndim=2)
+    common.check_dtype_in(OP, "k", k, K_DTYPES)
     H = u.shape[1]
     if k.shape[0] != H:
         raise ValueError(f"{OP}: k must have shape (H, Lk) with H = u.shape[1] = {H}, "
                          f"got k: {tuple(k.shape)}, u: {tuple(u.shape)}")
-    ck.check_length(OP, "Lk = k.shape[-1]", k.shape[-1])
+    common.check_length(OP, "Lk = k.shape[-1]", k.shape[-1])
     names, tensors = ["u", "k"], [u, k]
     if D is not None:
-        ck.check_tensor(OP, "D", D)
-        ck.check_real(OP, "D", D, D_DTYPES)
-        ck.check_shape(OP, "D", D, (H,))
+        common.check_tensor(OP, "D", D)
+        common.check_dtype_in(OP, "D", D, D_DTYPES)
+        common.check_shape(OP, "D", D, (H,))
         names.append("D")
         tensors.append(D)
-    return ck.check_same_device(OP, names, tensors)
+    return common.check_same_device(OP, names, tensors)
 
 
 def _allocations(u, k) -> list:
@@ -171,10 +182,11 @@ def _allocations(u, k) -> list:
     B, H, L = u.shape
     n = fft_length(L)
     spectrum = (torch.complex128 if cd == torch.float64 else torch.complex64)
-    return [ck.Alloc("the spectra of u and of the output gradient, and their products", (B, H, n // 2 + 1), spectrum, 3),
-            ck.Alloc("the spectrum of k and its gradient", (H, n // 2 + 1), spectrum, 2),
-            ck.Alloc("the inverse FFTs", (B, H, n), cd, 2),
-            ck.Alloc("u in the compute dtype, the output and its gradient", (B, H, L), cd, 3)]
+    F = n // 2 + 1
+    return [common.Alloc("the spectra of u and of the output gradient, and their products", (B, H, F), spectrum, 3),
+            common.Alloc("the spectrum of k and its gradient", (H, F), spectrum, 2),
+            common.Alloc("the inverse FFTs", (B, H, n), cd, 2),
+            common.Alloc("u in the compute dtype, the output and its gradient", (B, H, L), cd, 3)]
 
 
 def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, *,
@@ -202,8 +214,8 @@ def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, *,
         True
     """
     device = _validate(u, k, D)
-    backend = resolve_backend(OP, backend, device)
-    ck.check_allocations(OP, device, _allocations(u, k))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(u, k))
     if backend == "reference":
         return fftconv_ref(u, k, D)
-    return FFTConvFunction.apply(u, k, D)
+    return FFTConvFunction.apply(u, k, D, backend)

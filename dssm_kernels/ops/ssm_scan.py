@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend, triton_module
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
-from dssm_kernels.ops.ssm_step import _real_view, ssm_step_ref, validate_params
+from dssm_kernels._backend import resolve_backend
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
+from dssm_kernels.ops.ssm_step import ssm_step_ref
 
 OP = "ssm_scan"
 
@@ -30,10 +30,10 @@ def ssm_scan_ref(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.T
 
 
 def _scan_config(N: int, L: int, device: torch.device) -> dict:
-    """Kernel constants. BLOCK_N holds all N modes. Compiled: the native tl.associative_scan, BLOCK_T
-    keeping the (BLOCK_N, BLOCK_T) tiles within a register budget. Interpreted: the Hillis-Steele
-    scan (associative_scan's combine runs once per element in Python there) and large chunks
-    (each chunk is a Python-level step)."""
+    """Triton kernel constants. BLOCK_N holds all N modes; BLOCK_T steps per chunk (the checkpoint
+    interval). Compiled: the native tl.associative_scan, BLOCK_T keeping the (BLOCK_N, BLOCK_T) tiles
+    within a register budget. Interpreted: the Hillis-Steele scan (associative_scan's combine runs
+    once per element in Python there) and large chunks (each chunk is a Python-level step)."""
     if interpreted(device):
         block_n = pow2_block(N, 2, 1 << 30)
         return dict(NATIVE=False, BLOCK_N=block_n,
@@ -42,91 +42,121 @@ def _scan_config(N: int, L: int, device: torch.device) -> dict:
     return dict(NATIVE=True, BLOCK_N=block_n, BLOCK_T=pow2_block(L, 16, max(16, min(64, 2048 // block_n))))
 
 
-# Steps per checkpoint of the C++ backward. 256 rather than 64: the backward is ~10% faster and the
-# checkpoints 4x smaller (8 MB instead of 34 MB at B=8, H=256, N=32, L=4096), which also spares
-# the page faults a fresh allocation that size costs.
-CPP_CHUNK = 256
+# Steps between the checkpointed states, per backend: Triton's chunk is its tile length (BLOCK_T);
+# the C++ kernels take any. 256 for C++ rather than 64: the backward is ~10% faster and the
+# checkpoints 4x smaller (8 MB instead of 34 MB at B=8, H=256, N=32, L=4096), which also spares the
+# page faults a fresh allocation that size costs.
+CHECKPOINT_CHUNK = {
+    "triton": lambda N, L, device: _scan_config(N, L, device)["BLOCK_T"],
+    "cpp": lambda N, L, device: 256,
+}
 
 
-def launch_scan_fwd(u, dA, dB, C, D, state, save_checkpoints: bool, backend: str = "triton"):
-    """(y, last_state, checkpoints, config) for contiguous inputs. checkpoints (B, H, n_chunks, N) holds
-    the state entering each chunk of BLOCK_T steps (None unless `save_checkpoints`); the backward
-    must run with the same config."""
-    if backend == "cpp":
-        y, last, ckpt = _cpp.ops().ssm_scan_fwd(u, dA, dB, C, D, state, save_checkpoints, CPP_CHUNK)
-        return y, last, (ckpt if save_checkpoints else None), {"BLOCK_T": CPP_CHUNK}
+def _triton_config(N: int, L: int, chunk: int, device: torch.device) -> dict:
+    if chunk < 16 or chunk & (chunk - 1):
+        raise ValueError(f"ssm_scan: the Triton kernels need a power-of-two chunk >= 16, got {chunk}")
+    return {**_scan_config(N, L, device), "BLOCK_T": chunk}
+
+
+def _fwd_triton(u, dA, dB, C, D, state, save_checkpoints, chunk):
     B, H, L = u.shape
     N = dA.shape[-1]
-    cfg = _scan_config(N, L, u.device)
-    n_chunks = -(-L // cfg["BLOCK_T"])
+    cfg = _triton_config(N, L, chunk, u.device)
+    n_chunks = -(-L // chunk)
     y = new_output((B, H, L), dtype=u.dtype, device=u.device)
     last = new_output((B, H, N), dtype=dA.dtype, device=u.device)
-    ckpt = new_output((B, H, n_chunks, N), dtype=dA.dtype, device=u.device) if save_checkpoints else None
+    ckpt = new_output((B, H, n_chunks, N) if save_checkpoints else (0,), dtype=dA.dtype, device=u.device)
     if B * H > 0:
-        last_r = real_view(last)
-        triton_module("ssm_scan").ssm_scan_fwd_kernel[grid(OP, B * H)](
-            u, real_view(dA), real_view(dB), real_view(C),
-            u if D is None else D, _real_view(state, last_r), y, last_r, _real_view(ckpt, last_r),
-            H, N, L, n_chunks, HAS_D=D is not None, HAS_STATE=state is not None,
-            SAVE_CKPT=save_checkpoints, **cfg)
-    return y, last, ckpt, cfg
+        kernel("ssm_scan", "ssm_scan_fwd_kernel")[grid("ssm_scan_fwd", B * H)](
+            u_ptr=u, dA_ptr=real_view(dA), dB_ptr=real_view(dB), C_ptr=real_view(C), D_ptr=D,
+            state_ptr=real_view(state), y_ptr=y, last_ptr=real_view(last),
+            ckpt_ptr=real_view(ckpt) if save_checkpoints else None, H=H, N=N, L=L, n_chunks=n_chunks,
+            HAS_D=D is not None, HAS_STATE=state is not None, SAVE_CKPT=save_checkpoints, **cfg)
+    return y, last, ckpt
 
 
-def launch_scan_bwd(u, dA, dB, C, D, ckpt, cfg, gy, g_last, backend: str = "triton"):
-    """(grad_u, grad_state, grad_dA, grad_dB, grad_C, grad_D): the mode gradients per row (B, H, N),
-    grad_D per row (B, H), to be summed over the batch."""
-    if backend == "cpp":
-        return _cpp.ops().ssm_scan_bwd(u, dA, dB, C, D, ckpt, cfg["BLOCK_T"], gy, g_last)
+def _fwd_fake(u, dA, dB, C, D, state, save_checkpoints, chunk):
     B, H, L = u.shape
     N = dA.shape[-1]
+    ckpt = empty_unless(save_checkpoints, dA, (B, H, -(-L // chunk), N))
+    return u.new_empty((B, H, L)), dA.new_empty((B, H, N)), ckpt
+
+
+SSM_SCAN_FWD = declare(
+    "ssm_scan_fwd(Tensor u, Tensor dA, Tensor dB, Tensor C, Tensor? D, Tensor? state, bool save_checkpoints, "
+    "int chunk) -> (Tensor, Tensor, Tensor)",
+    fake=_fwd_fake, triton=_fwd_triton, cpp=True,
+    doc="""(y, last_state, checkpoints) for contiguous inputs; checkpoints (B, H, ceil(L / chunk), N)
+    holds the state entering each chunk of `chunk` steps ((0,) unless `save_checkpoints`).""")
+
+
+def _bwd_triton(u, dA, dB, C, D, ckpt, chunk, gy, g_last):
+    B, H, L = u.shape
+    N = dA.shape[-1]
+    cfg = _triton_config(N, L, chunk, u.device)
     dev = u.device
     gu = new_output((B, H, L), dtype=u.dtype, device=dev)
     gstate, gdA, gdB, gC = (new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(4))
     gD = new_output((B, H), dtype=u.dtype, device=dev)
     if B * H > 0:
-        views = [real_view(t) for t in (gstate, gdA, gdB, gC)]
-        triton_module("ssm_scan").ssm_scan_bwd_kernel[grid(OP, B * H)](
-            u, real_view(dA), real_view(dB), real_view(C),
-            u if D is None else D, real_view(ckpt), gy, _real_view(g_last, views[0]),
-            gu, *views, gD, H, N, L, ckpt.shape[2],
+        kernel("ssm_scan", "ssm_scan_bwd_kernel")[grid("ssm_scan_bwd", B * H)](
+            u_ptr=u, dA_ptr=real_view(dA), dB_ptr=real_view(dB), C_ptr=real_view(C), D_ptr=D,
+            ckpt_ptr=real_view(ckpt), gy_ptr=gy, glast_ptr=real_view(g_last), gu_ptr=gu,
+            gstate_ptr=real_view(gstate), gdA_ptr=real_view(gdA), gdB_ptr=real_view(gdB), gC_ptr=real_view(gC),
+            gD_ptr=gD, H=H, N=N, L=L, n_chunks=ckpt.shape[2],
             HAS_D=D is not None, HAS_GLAST=g_last is not None, **cfg)
     return gu, gstate, gdA, gdB, gC, gD
 
 
+def _bwd_fake(u, dA, dB, C, D, ckpt, chunk, gy, g_last):
+    B, H, _ = u.shape
+    shape = (B, H, dA.shape[-1])
+    return (u.new_empty(u.shape), *(dA.new_empty(shape) for _ in range(4)), u.new_empty((B, H)))
+
+
+SSM_SCAN_BWD = declare(
+    "ssm_scan_bwd(Tensor u, Tensor dA, Tensor dB, Tensor C, Tensor? D, Tensor ckpt, int chunk, Tensor gy, "
+    "Tensor? g_last) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+    fake=_bwd_fake, triton=_bwd_triton, cpp=True,
+    doc="""(grad_u, grad_state, grad_dA, grad_dB, grad_C, grad_D) from the checkpoints of
+    ssm_scan_fwd with the same chunk: the mode gradients per row (B, H, N), grad_D per row (B, H),
+    to be summed over the batch.""")
+
+KERNELS = kernel_backends(SSM_SCAN_FWD, SSM_SCAN_BWD)
+
+
 class SsmScanFunction(torch.autograd.Function):
-    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With the adjoint
+    """Forward and backward on the primitives, run by `backend` ("triton" or "cpp"). With the adjoint
     (PyTorch's complex-gradient convention)
         lambda_t = 2 * gy_t * conj(C) + conj(dA) * lambda_{t+1},   lambda_{L-1} += g_last,
     and prev_t = x_{t-1} (prev_0 = state):
         grad_dA = sum_{b,t} lambda_t * conj(prev_t),   grad_dB = sum_{b,t} lambda_t * u_t,
         grad_C = sum_{b,t} 2 * gy_t * conj(x_t),        grad_D = sum_{b,t} gy_t * u_t (in the kernel),
         grad_u_t = Re( sum_n conj(dB) * lambda_t ) + D * gy_t,   grad_state = conj(dA) * lambda_0.
-    The forward keeps the state entering every chunk of BLOCK_T steps, (B, H, L / BLOCK_T, N); the
+    The forward keeps the state entering every chunk of CHECKPOINT_CHUNK steps, (B, H, L / chunk, N); the
     backward rebuilds each chunk's states from it, so nothing of size (B, H, N, L) is stored.
     """
 
     @staticmethod
     def forward(ctx, u, dA, dB, C, D, state, backend):
-        u, dA, dB, C = (t.contiguous() for t in (u, dA, dB, C))
-        D = None if D is None else D.contiguous()
-        state = None if state is None else state.contiguous()
-        y, last, ckpt, cfg = launch_scan_fwd(u, dA, dB, C, D, state, any(ctx.needs_input_grad), backend)
+        u, dA, dB, C, D, state = common.contiguous(u, dA, dB, C, D, state)
+        chunk = CHECKPOINT_CHUNK[backend](dA.shape[-1], u.shape[-1], u.device)
+        y, last, ckpt = SSM_SCAN_FWD(u, dA, dB, C, D, state, any(ctx.needs_input_grad), chunk, backend=backend)
         ctx.backend = backend
         ctx.save_for_backward(u, dA, dB, C, D, ckpt)
-        ctx.cfg = cfg
+        ctx.chunk = chunk
         ctx.set_materialize_grads(False)
         return y, last
 
     @staticmethod
     def backward(ctx, gy, g_last):
-        ck.refuse_double_backward(OP, ctx.backend)
+        common.refuse_double_backward(OP, ctx.backend)
         u, dA, dB, C, D, ckpt = ctx.saved_tensors
         need_u, need_dA, need_dB, need_C, need_D, need_state = ctx.needs_input_grad[:6]
         if gy is None and g_last is None:
             return None, None, None, None, None, None, None
-        gy = torch.zeros_like(u) if gy is None else gy.contiguous()
-        g_last = None if g_last is None else g_last.contiguous()
-        gu, gstate, gdA, gdB, gC, gD = launch_scan_bwd(u, dA, dB, C, D, ckpt, ctx.cfg, gy, g_last, ctx.backend)
+        gy, g_last = common.contiguous(torch.zeros_like(u) if gy is None else gy, g_last)
+        gu, gstate, gdA, gdB, gC, gD = SSM_SCAN_BWD(u, dA, dB, C, D, ckpt, ctx.chunk, gy, g_last, backend=ctx.backend)
         return (gu if need_u else None,
                 gdA.sum(0) if need_dA else None,
                 gdB.sum(0) if need_dB else None,
@@ -137,10 +167,10 @@ class SsmScanFunction(torch.autograd.Function):
 
 
 def _validate(u, dA, dB, C, D, state):
-    ck.check_tensor(OP, "u", u, ndim=3)
+    common.check_tensor(OP, "u", u, ndim=3)
     B, H, L = u.shape
-    device = validate_params(OP, u, (B, H), dA, dB, C, D, state)
-    ck.check_length(OP, "L = u.shape[-1]", L)
+    device = common.validate_ssm_params(OP, u, (B, H), dA, dB, C, D, state)
+    common.check_length(OP, "L = u.shape[-1]", L)
     return device
 
 
@@ -148,13 +178,12 @@ def _allocations(backend: str, u, dA) -> list:
     B, H, L = u.shape
     N = dA.shape[-1]
     if backend == "reference":
-        return [ck.Alloc("the reference's state and products, (B, H, N) per step", (L, B, H, N), dA.dtype, 4),
-                ck.Alloc("the output", (B, H, L), u.dtype)]
-    # the state entering every chunk: CPP_CHUNK steps in C++, at least 16 in Triton
-    chunk = CPP_CHUNK if backend == "cpp" else 16
-    return [ck.Alloc("u (contiguous), the output and their gradients", (B, H, L), u.dtype, 4),
-            ck.Alloc("the checkpointed states", (B, H, -(-L // chunk), N), dA.dtype),
-            ck.Alloc("the last state and the per-row gradients", (B, H, N), dA.dtype, 5)]
+        return [common.Alloc("the reference's state and products, (B, H, N) per step", (L, B, H, N), dA.dtype, 4),
+                common.Alloc("the output", (B, H, L), u.dtype)]
+    chunk = CHECKPOINT_CHUNK[backend](N, L, u.device)
+    return [common.Alloc("u (contiguous), the output and their gradients", (B, H, L), u.dtype, 4),
+            common.Alloc("the checkpointed states", (B, H, -(-L // chunk), N), dA.dtype),
+            common.Alloc("the last state and the per-row gradients", (B, H, N), dA.dtype, 5)]
 
 
 def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tensor,
@@ -190,8 +219,8 @@ def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tenso
         (True, torch.Size([1, 2, 4]))
     """
     device = _validate(u, dA, dB, C, D, state)
-    backend = resolve_backend(OP, backend, device, has_cpp=True)
-    ck.check_allocations(OP, device, _allocations(backend, u, dA))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(backend, u, dA))
     if backend == "reference":
         return ssm_scan_ref(u, dA, dB, C, D, state)
     return SsmScanFunction.apply(u, dA, dB, C, D, state, backend)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend, triton_module
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
+from dssm_kernels._backend import resolve_backend
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "ssm_step"
 
@@ -30,11 +30,6 @@ def ssm_step_ref(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, 
     return y, new_state
 
 
-def _real_view(t: torch.Tensor | None, fallback: torch.Tensor) -> torch.Tensor:
-    """The real view a kernel reads, or `fallback` for an absent input (its constexpr flag is off)."""
-    return fallback if t is None else real_view(t)
-
-
 def _step_blocks(N: int, device: torch.device):
     """(BLOCK_R, BLOCK_N): rows per program and the mode slice looped over; bigger under the interpreter."""
     interp = interpreted(device)
@@ -43,10 +38,7 @@ def _step_blocks(N: int, device: torch.device):
     return block_r, block_n
 
 
-def launch_step_fwd(u, state, dA, dB, C, D, backend: str = "triton"):
-    """(y, new_state) for contiguous u (B, H), state (B, H, N) or None, dA/dB/C (H, N), D (H,) or None."""
-    if backend == "cpp":
-        return _cpp.ops().ssm_step_fwd(u, state, dA, dB, C, D)
+def _fwd_triton(u, state, dA, dB, C, D):
     B, H = u.shape
     N = dA.shape[-1]
     y = new_output((B, H), dtype=u.dtype, device=u.device)
@@ -55,46 +47,60 @@ def launch_step_fwd(u, state, dA, dB, C, D, backend: str = "triton"):
     if R == 0:
         return y, new
     block_r, block_n = _step_blocks(N, u.device)
-    new_r = real_view(new)
-    triton_module("ssm_step").ssm_step_fwd_kernel[grid(OP, -(-R // block_r))](
-        u, _real_view(state, new_r), real_view(dA), real_view(dB), real_view(C),
-        u if D is None else D, y, new_r, R, H, N,
+    kernel("ssm_step", "ssm_step_fwd_kernel")[grid("ssm_step_fwd", -(-R // block_r))](
+        u_ptr=u, state_ptr=real_view(state), dA_ptr=real_view(dA), dB_ptr=real_view(dB), C_ptr=real_view(C),
+        D_ptr=D, y_ptr=y, new_ptr=real_view(new), R=R, H=H, N=N,
         HAS_D=D is not None, HAS_STATE=state is not None, BLOCK_R=block_r, BLOCK_N=block_n)
     return y, new
 
 
-def launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, backend: str = "triton"):
-    """(grad_u, grad_state, grad_dA, grad_dB, grad_C): grad_state and grad_dA are None without a
-    state; the three mode gradients are per row (B, H, N), to be summed over the batch."""
-    if backend == "cpp":
-        gu, gstate, gdA, gdB, gC = _cpp.ops().ssm_step_bwd(u, state, dA, dB, C, D, gy, g_new)
-        return (gu, *((gstate, gdA) if state is not None else (None, None)), gdB, gC)
+SSM_STEP_FWD = declare(
+    "ssm_step_fwd(Tensor u, Tensor? state, Tensor dA, Tensor dB, Tensor C, Tensor? D) -> (Tensor, Tensor)",
+    fake=lambda u, state, dA, dB, C, D: (u.new_empty(u.shape), dA.new_empty((*u.shape, dA.shape[-1]))),
+    triton=_fwd_triton, cpp=True,
+    doc="""(y, new_state) for contiguous u (B, H), state (B, H, N) or None, dA/dB/C (H, N), D (H,) or None.""")
+
+
+def _bwd_triton(u, state, dA, dB, C, D, gy, g_new):
     B, H = u.shape
     N = dA.shape[-1]
     dev = u.device
     gu = new_output((B, H), dtype=u.dtype, device=dev)
     gdB, gC = (new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(2))
-    gstate, gdA = ((new_output((B, H, N), dtype=dA.dtype, device=dev) for _ in range(2))
-                   if state is not None else (None, None))
+    with_state = (B, H, N) if state is not None else (0,)
+    gstate, gdA = (new_output(with_state, dtype=dA.dtype, device=dev) for _ in range(2))
     R = B * H
     if R > 0:
         block_r, block_n = _step_blocks(N, dev)
-        dummy = real_view(gdB)
-        triton_module("ssm_step").ssm_step_bwd_kernel[grid(OP, -(-R // block_r))](
-            u, _real_view(state, dummy), real_view(dA), real_view(dB),
-            real_view(C), u if D is None else D, gy, _real_view(g_new, dummy),
-            gu, _real_view(gstate, dummy), _real_view(gdA, dummy), dummy, real_view(gC),
-            R, H, N, HAS_D=D is not None, HAS_STATE=state is not None, HAS_GNEW=g_new is not None,
+        kernel("ssm_step", "ssm_step_bwd_kernel")[grid("ssm_step_bwd", -(-R // block_r))](
+            u_ptr=u, state_ptr=real_view(state), dA_ptr=real_view(dA), dB_ptr=real_view(dB), C_ptr=real_view(C),
+            D_ptr=D, gy_ptr=gy, gnew_ptr=real_view(g_new), gu_ptr=gu,
+            gstate_ptr=real_view(gstate) if state is not None else None,
+            gdA_ptr=real_view(gdA) if state is not None else None, gdB_ptr=real_view(gdB), gC_ptr=real_view(gC),
+            R=R, H=H, N=N, HAS_D=D is not None, HAS_STATE=state is not None, HAS_GNEW=g_new is not None,
             BLOCK_R=block_r, BLOCK_N=block_n)
     return gu, gstate, gdA, gdB, gC
 
 
-def _contiguous(u, state, dA, dB, C, D):
-    return tuple(None if t is None else t.contiguous() for t in (u, state, dA, dB, C, D))
+def _bwd_fake(u, state, dA, dB, C, D, gy, g_new):
+    shape = (*u.shape, dA.shape[-1])
+    with_state = state is not None
+    return (u.new_empty(u.shape), empty_unless(with_state, dA, shape), empty_unless(with_state, dA, shape),
+            dA.new_empty(shape), dA.new_empty(shape))
+
+
+SSM_STEP_BWD = declare(
+    "ssm_step_bwd(Tensor u, Tensor? state, Tensor dA, Tensor dB, Tensor C, Tensor? D, Tensor gy, Tensor? g_new) "
+    "-> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+    fake=_bwd_fake, triton=_bwd_triton, cpp=True,
+    doc="""(grad_u, grad_state, grad_dA, grad_dB, grad_C): grad_state and grad_dA are (0,) without a
+    state; the three mode gradients are per row (B, H, N), to be summed over the batch.""")
+
+KERNELS = kernel_backends(SSM_STEP_FWD, SSM_STEP_BWD)
 
 
 class SsmStepFunction(torch.autograd.Function):
-    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With
+    """Forward and backward on the primitives, run by `backend` ("triton" or "cpp"). With
     lambda = g_new + 2 * gy * conj(C) (PyTorch's convention):
         grad_state = conj(dA) * lambda,           grad_u = Re( sum_n conj(dB) * lambda ) + D * gy,
         grad_dA = sum_b lambda * conj(state),     grad_dB = sum_b lambda * u,
@@ -103,8 +109,8 @@ class SsmStepFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, state, dA, dB, C, D, backend):
-        u, state, dA, dB, C, D = _contiguous(u, state, dA, dB, C, D)
-        y, new = launch_step_fwd(u, state, dA, dB, C, D, backend)
+        u, state, dA, dB, C, D = common.contiguous(u, state, dA, dB, C, D)
+        y, new = SSM_STEP_FWD(u, state, dA, dB, C, D, backend=backend)
         ctx.backend = backend
         ctx.save_for_backward(u, state, dA, dB, C, D)
         ctx.set_materialize_grads(False)
@@ -112,18 +118,17 @@ class SsmStepFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy, g_new):
-        ck.refuse_double_backward(OP, ctx.backend)
+        common.refuse_double_backward(OP, ctx.backend)
         u, state, dA, dB, C, D = ctx.saved_tensors
         need_u, need_state, need_dA, need_dB, need_C, need_D = ctx.needs_input_grad[:6]
         if gy is None and g_new is None:
             return None, None, None, None, None, None, None
-        gy = torch.zeros_like(u) if gy is None else gy.contiguous()
-        g_new = None if g_new is None else g_new.contiguous()
-        gu, gstate, gdA, gdB, gC = launch_step_bwd(u, state, dA, dB, C, D, gy, g_new, ctx.backend)
+        gy, g_new = common.contiguous(torch.zeros_like(u) if gy is None else gy, g_new)
+        gu, gstate, gdA, gdB, gC = SSM_STEP_BWD(u, state, dA, dB, C, D, gy, g_new, backend=ctx.backend)
         if need_dA:  # without a state dA multiplies zero
-            gdA = torch.zeros_like(dA) if gdA is None else gdA.sum(0)
+            gdA = torch.zeros_like(dA) if state is None else gdA.sum(0)
         return (gu if need_u else None,
-                gstate if need_state else None,
+                gstate if need_state else None,  # need_state implies a state
                 gdA if need_dA else None,
                 gdB.sum(0) if need_dB else None,
                 gC.sum(0) if need_C else None,
@@ -131,46 +136,14 @@ class SsmStepFunction(torch.autograd.Function):
                 None)
 
 
-def validate_params(op: str, u: torch.Tensor, batch, dA, dB, C, D, state) -> torch.device:
-    """Checks shared by ssm_step and ssm_scan: u real of the precision of dA, dB and C (H, N) with
-    H = batch[1], D (H,) real, state (*batch, N) complex; all on one device."""
-    B, H = batch
-    for name, t in (("dA", dA), ("dB", dB), ("C", C)):
-        ck.check_tensor(op, name, t, ndim=2)
-        ck.check_complex(op, name, t)
-    ck.check_same_dtype(op, ("dA", "dB", "C"), (dA, dB, C))
-    if u.is_complex():
-        raise TypeError(f"{op}: u must be real ({ck.real_dtype_of(dA.dtype)}), got {u.dtype}")
-    ck.check_modes(op, "dA", dA)
-    N = dA.shape[-1]
-    for name, t in (("dA", dA), ("dB", dB), ("C", C)):
-        ck.check_shape(op, f"{name} (H = u.shape[1], N)", t, (H, N))
-    ck.check_precision_matches(op, "u", u, "dA", dA)
-    names, tensors = ["u", "dA", "dB", "C"], [u, dA, dB, C]
-    if D is not None:
-        ck.check_tensor(op, "D", D, ndim=1)
-        ck.check_precision_matches(op, "D", D, "dA", dA)
-        ck.check_shape(op, "D (H,)", D, (H,))
-        names.append("D")
-        tensors.append(D)
-    if state is not None:
-        ck.check_tensor(op, "state", state, ndim=3)
-        ck.check_complex(op, "state", state)
-        ck.check_same_dtype(op, ("dA", "state"), (dA, state))
-        ck.check_shape(op, "state (B, H, N)", state, (B, H, N))
-        names.append("state")
-        tensors.append(state)
-    return ck.check_same_device(op, names, tensors)
-
-
 def _validate(u, state, dA, dB, C, D):
-    ck.check_tensor(OP, "u", u, ndim=2)
-    return validate_params(OP, u, tuple(u.shape), dA, dB, C, D, state)
+    common.check_tensor(OP, "u", u, ndim=2)
+    return common.validate_ssm_params(OP, u, tuple(u.shape), dA, dB, C, D, state)
 
 
 def _allocations(u, dA) -> list:
     """Kernels and reference alike: the new state, the products behind it and the gradients."""
-    return [ck.Alloc("the new state and (B, H, N) products or gradients", (*u.shape, dA.shape[-1]), dA.dtype, 5)]
+    return [common.Alloc("the new state and (B, H, N) products or gradients", (*u.shape, dA.shape[-1]), dA.dtype, 5)]
 
 
 def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: torch.Tensor,
@@ -203,11 +176,11 @@ def ssm_step(u: torch.Tensor, state: torch.Tensor | None, dA: torch.Tensor, dB: 
         (torch.Size([1, 2]), torch.Size([1, 2, 4]))
     """
     device = _validate(u, state, dA, dB, C, D)
-    backend = resolve_backend(OP, backend, device, has_cpp=True)
-    ck.check_allocations(OP, device, _allocations(u, dA))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(u, dA))
     if backend == "reference":
         return ssm_step_ref(u, state, dA, dB, C, D)
     if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (u, state, dA, dB, C, D))):
         # recurrent decoding: the autograd wrapper would cost about as much as the step itself
-        return launch_step_fwd(*_contiguous(u, state, dA, dB, C, D), backend)
+        return SSM_STEP_FWD(*common.contiguous(u, state, dA, dB, C, D), backend=backend)
     return SsmStepFunction.apply(u, state, dA, dB, C, D, backend)

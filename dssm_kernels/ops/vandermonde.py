@@ -9,63 +9,71 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend, triton_module
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops import _cpp
-from dssm_kernels.ops._launch import grid, interpreted, new_output, pow2_block, real_view
+from dssm_kernels._backend import resolve_backend
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "vandermonde"
 
 
 def vandermonde_ref(v: torch.Tensor, x: torch.Tensor, L: int) -> torch.Tensor:
     """Plain-torch oracle: materialises exp(x * l) as an (..., N, L) tensor."""
-    l = torch.arange(L, device=x.device, dtype=ck.real_dtype_of(x.dtype))
+    l = torch.arange(L, device=x.device, dtype=common.real_dtype_of(x.dtype))
     return 2 * (v.unsqueeze(-1) * torch.exp(x.unsqueeze(-1) * l)).sum(-2).real
 
 
-def launch_vandermonde_rows(c: torch.Tensor, x: torch.Tensor, L: int, scale: float,
-                            reverse: bool = False, backend: str = "triton") -> torch.Tensor:
-    """scale * Re(sum_n c[r, n] exp(x[r, n] p(l))) for contiguous complex (R, N) c, x; p(l) = l or L-1-l."""
-    if backend == "cpp":
-        return _cpp.ops().vandermonde_rows(c, x, L, scale, reverse)
+def _rows_triton(c, x, L, scale, reverse):
     R, N = x.shape
-    out = new_output((R, L), dtype=ck.real_dtype_of(x.dtype), device=x.device)
+    out = new_output((R, L), dtype=common.real_dtype_of(x.dtype), device=x.device)
     if R == 0:
         return out
     interp = interpreted(x.device)
     block_n = pow2_block(N, 16, 64 if interp else 16)
     block_l = pow2_block(L, 16, 1024 if interp else 128)
-    kern = triton_module("vandermonde").vandermonde_rows_kernel
-    kern[grid(OP, R * -(-L // block_l))](real_view(c), real_view(x), out, N, L, scale,
-                                REVERSE=reverse, BLOCK_N=block_n, BLOCK_L=block_l)
+    kernel("vandermonde", "vandermonde_rows_kernel")[grid("vandermonde_rows", R * -(-L // block_l))](
+        c_ptr=real_view(c), x_ptr=real_view(x), out_ptr=out, N=N, L=L, scale=scale,
+        REVERSE=reverse, BLOCK_N=block_n, BLOCK_L=block_l)
     return out
 
 
-def launch_power_sums(w: torch.Tensor, x: torch.Tensor, reverse: bool, with_deriv: bool,
-                      backend: str = "triton"):
-    """(s, ds): s[r, n] = sum_l w[r, l] exp(x[r, n] p(l)), ds the same weighted by p(l); ds is None
-    unless `with_deriv`. w: contiguous real (R, L); x: contiguous complex (R, N)."""
-    if backend == "cpp":
-        s, ds = _cpp.ops().power_sums(w, x, reverse, with_deriv)
-        return s, (ds if with_deriv else None)
+VANDERMONDE_ROWS = declare(
+    "vandermonde_rows(Tensor c, Tensor x, int L, float scale, bool reverse) -> Tensor",
+    fake=lambda c, x, L, scale, reverse: x.new_empty((x.shape[0], L), dtype=common.real_dtype_of(x.dtype)),
+    triton=_rows_triton, cpp=True,
+    doc="""scale * Re(sum_n c[r, n] exp(x[r, n] p(l))) for contiguous complex (R, N) c, x: real (R, L);
+    p(l) = l, or L-1-l when `reverse`.""")
+
+
+def _power_sums_triton(w, x, reverse, with_deriv):
     R, N = x.shape
     L = w.shape[-1]
     s = new_output((R, N), dtype=x.dtype, device=x.device)
-    ds = new_output((R, N), dtype=x.dtype, device=x.device) if with_deriv else s
+    ds = new_output((R, N) if with_deriv else (0,), dtype=x.dtype, device=x.device)
     if R == 0:
-        return s, (ds if with_deriv else None)
+        return s, ds
     interp = interpreted(x.device)
     block_n = pow2_block(N, 16, 64 if interp else 32)
     block_l = pow2_block(L, 16, 512 if interp else 64)
-    kern = triton_module("vandermonde").power_sums_kernel
-    kern[grid(OP, R * -(-N // block_n))](w, real_view(x), real_view(s), real_view(ds),
-                                N, L, REVERSE=reverse, WITH_DERIV=with_deriv,
-                                BLOCK_N=block_n, BLOCK_L=block_l)
-    return s, (ds if with_deriv else None)
+    kernel("vandermonde", "power_sums_kernel")[grid("power_sums", R * -(-N // block_n))](
+        w_ptr=w, x_ptr=real_view(x), s_ptr=real_view(s), ds_ptr=real_view(ds) if with_deriv else None, N=N, L=L,
+        REVERSE=reverse, WITH_DERIV=with_deriv, BLOCK_N=block_n, BLOCK_L=block_l)
+    return s, ds
+
+
+POWER_SUMS = declare(
+    "power_sums(Tensor w, Tensor x, bool reverse, bool with_deriv) -> (Tensor, Tensor)",
+    fake=lambda w, x, reverse, with_deriv: (x.new_empty(x.shape), empty_unless(with_deriv, x, x.shape)),
+    triton=_power_sums_triton, cpp=True,
+    doc="""(s, ds): s[r, n] = sum_l w[r, l] exp(x[r, n] p(l)) and ds the same weighted by p(l) ((0,) unless
+    `with_deriv`); w contiguous real (R, L), x contiguous complex (R, N); p as in vandermonde_rows.""")
+
+KERNELS = kernel_backends(VANDERMONDE_ROWS, POWER_SUMS)
 
 
 class VandermondeFunction(torch.autograd.Function):
-    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). Backward (PyTorch's complex-gradient convention):
+    """Forward and backward on the primitives, run by `backend` ("triton" or "cpp"). Backward
+    (PyTorch's complex-gradient convention):
         grad_v[n] = 2 * conj( sum_l g[l] exp(x[n] l) )
         grad_x[n] = 2 * conj( v[n] * sum_l g[l] * l * exp(x[n] l) )
     """
@@ -75,7 +83,7 @@ class VandermondeFunction(torch.autograd.Function):
         shape = torch.broadcast_shapes(v.shape, x.shape)
         c = v.expand(shape).contiguous()
         xs = x.expand(shape).contiguous()
-        out = launch_vandermonde_rows(c.reshape(-1, shape[-1]), xs.reshape(-1, shape[-1]), L, 2.0, backend=backend)
+        out = VANDERMONDE_ROWS(c.reshape(-1, shape[-1]), xs.reshape(-1, shape[-1]), L, 2.0, False, backend=backend)
         ctx.save_for_backward(c, xs)
         ctx.shapes = (v.shape, x.shape)
         ctx.backend = backend
@@ -83,42 +91,42 @@ class VandermondeFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        ck.refuse_double_backward(OP, ctx.backend)
+        common.refuse_double_backward(OP, ctx.backend)
         c, xs = ctx.saved_tensors
         v_shape, x_shape = ctx.shapes
         N = xs.shape[-1]
         need_v, need_x = ctx.needs_input_grad[:2]
-        g = g.to(ck.real_dtype_of(xs.dtype)).reshape(-1, g.shape[-1]).contiguous()
-        s, ds = launch_power_sums(g, xs.reshape(-1, N), reverse=False, with_deriv=need_x, backend=ctx.backend)
+        g = g.to(common.real_dtype_of(xs.dtype)).reshape(-1, g.shape[-1]).contiguous()
+        s, ds = POWER_SUMS(g, xs.reshape(-1, N), False, need_x, backend=ctx.backend)
         grad_v = grad_x = None
         if need_v:
-            grad_v = ck.sum_to_shape((2 * s.conj()).reshape(xs.shape), v_shape)
+            grad_v = common.sum_to_shape((2 * s.conj()).reshape(xs.shape), v_shape)
         if need_x:
-            grad_x = ck.sum_to_shape((2 * (c.reshape(-1, N) * ds).conj()).reshape(xs.shape), x_shape)
+            grad_x = common.sum_to_shape((2 * (c.reshape(-1, N) * ds).conj()).reshape(xs.shape), x_shape)
         return grad_v, grad_x, None, None
 
 
 def _validate(v, x, L):
-    ck.check_tensor(OP, "v", v, min_ndim=1)
-    ck.check_tensor(OP, "x", x, min_ndim=1)
-    ck.check_complex(OP, "v", v)
-    ck.check_complex(OP, "x", x)
-    ck.check_same_dtype(OP, ("v", "x"), (v, x))
-    ck.check_modes(OP, "v", v)
-    ck.check_modes(OP, "x", x)
-    ck.broadcast_batch(OP, ("v", "x"), (v.shape, x.shape))
-    ck.check_length(OP, "L", L)
-    return ck.check_same_device(OP, ("v", "x"), (v, x))
+    common.check_tensor(OP, "v", v, min_ndim=1)
+    common.check_tensor(OP, "x", x, min_ndim=1)
+    common.check_complex(OP, "v", v)
+    common.check_complex(OP, "x", x)
+    common.check_same_dtype(OP, ("v", "x"), (v, x))
+    common.check_modes(OP, "v", v)
+    common.check_modes(OP, "x", x)
+    common.broadcast_batch(OP, ("v", "x"), (v.shape, x.shape))
+    common.check_length(OP, "L", L)
+    return common.check_same_device(OP, ("v", "x"), (v, x))
 
 
 def _allocations(backend: str, v, x, L) -> list:
     shape = torch.broadcast_shapes(v.shape, x.shape)
-    real = ck.real_dtype_of(x.dtype)
+    real = common.real_dtype_of(x.dtype)
     if backend == "reference":
-        return [ck.Alloc("exp(x l) and v exp(x l), (..., N, L) each", (*shape, L), x.dtype, 2),
-                ck.Alloc("the output", (*shape[:-1], L), real)]
-    return [ck.Alloc("the output and its gradient", (*shape[:-1], L), real, 2),
-            ck.Alloc("v, x at their broadcast shape, and two power sums", shape, x.dtype, 4)]
+        return [common.Alloc("exp(x l) and v exp(x l), (..., N, L) each", (*shape, L), x.dtype, 2),
+                common.Alloc("the output", (*shape[:-1], L), real)]
+    return [common.Alloc("the output and its gradient", (*shape[:-1], L), real, 2),
+            common.Alloc("v, x at their broadcast shape, and two power sums", shape, x.dtype, 4)]
 
 
 def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "auto") -> torch.Tensor:
@@ -148,8 +156,8 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "aut
         torch.Size([8])
     """
     device = _validate(v, x, L)
-    backend = resolve_backend(OP, backend, device, has_cpp=True)
-    ck.check_allocations(OP, device, _allocations(backend, v, x, L))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(backend, v, x, L))
     if backend == "reference":
         return vandermonde_ref(v, x, L)
     return VandermondeFunction.apply(v, x, L, backend)

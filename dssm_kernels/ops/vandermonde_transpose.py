@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from dssm_kernels._backend import resolve_backend
-from dssm_kernels.ops import _checks as ck
-from dssm_kernels.ops.vandermonde import launch_power_sums, launch_vandermonde_rows
+from dssm_kernels.ops import _common as common
+from dssm_kernels.ops.vandermonde import KERNELS, POWER_SUMS, VANDERMONDE_ROWS
 
 OP = "vandermonde_transpose"
 
@@ -19,12 +19,13 @@ OP = "vandermonde_transpose"
 def vandermonde_transpose_ref(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Plain-torch oracle: materialises exp(x * (L-1-l)) as an (..., N, L) tensor."""
     L = u.shape[-1]
-    power = torch.arange(L - 1, -1, -1, device=x.device, dtype=ck.real_dtype_of(x.dtype))
+    power = torch.arange(L - 1, -1, -1, device=x.device, dtype=common.real_dtype_of(x.dtype))
     return v * (u.unsqueeze(-2) * torch.exp(x.unsqueeze(-1) * power)).sum(-1)
 
 
 class VandermondeTransposeFunction(torch.autograd.Function):
-    """Forward and backward on the kernels of `backend` ("triton" or "cpp"). With S[n] = sum_l u[l] exp(x[n] (L-1-l)) and dS its l-weighted twin:
+    """Forward and backward on vandermonde's primitives, run by `backend` ("triton" or "cpp"). With
+    S[n] = sum_l u[l] exp(x[n] (L-1-l)) and dS its l-weighted twin:
         grad_v = g * conj(S),   grad_x = g * conj(v * dS),
         grad_u[l] = Re( sum_n conj(g[n]) * v[n] * exp(x[n] (L-1-l)) )
     """
@@ -38,7 +39,7 @@ class VandermondeTransposeFunction(torch.autograd.Function):
         vs = v.expand(*batch, N).contiguous().reshape(-1, N)
         xs = x.expand(*batch, N).contiguous().reshape(-1, N)
         us = u.expand(*batch, L).contiguous().reshape(-1, L)
-        S, dS = launch_power_sums(us, xs, reverse=True, with_deriv=ctx.needs_input_grad[2], backend=backend)
+        S, dS = POWER_SUMS(us, xs, True, ctx.needs_input_grad[2], backend=backend)
         ctx.save_for_backward(vs, xs, S, dS)
         ctx.shapes = (u.shape, v.shape, x.shape, batch)
         ctx.backend = backend
@@ -46,7 +47,7 @@ class VandermondeTransposeFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        ck.refuse_double_backward(OP, ctx.backend)
+        common.refuse_double_backward(OP, ctx.backend)
         vs, xs, S, dS = ctx.saved_tensors
         u_shape, v_shape, x_shape, batch = ctx.shapes
         N = xs.shape[-1]
@@ -54,31 +55,31 @@ class VandermondeTransposeFunction(torch.autograd.Function):
         grad_u = grad_v = grad_x = None
         if ctx.needs_input_grad[0]:
             coef = (g.conj() * vs).contiguous()
-            grad_u = launch_vandermonde_rows(coef, xs, u_shape[-1], 1.0, reverse=True, backend=ctx.backend)
-            grad_u = ck.sum_to_shape(grad_u.reshape(*batch, u_shape[-1]), u_shape)
+            grad_u = VANDERMONDE_ROWS(coef, xs, u_shape[-1], 1.0, True, backend=ctx.backend)
+            grad_u = common.sum_to_shape(grad_u.reshape(*batch, u_shape[-1]), u_shape)
         if ctx.needs_input_grad[1]:
-            grad_v = ck.sum_to_shape((g * S.conj()).reshape(*batch, N), v_shape)
+            grad_v = common.sum_to_shape((g * S.conj()).reshape(*batch, N), v_shape)
         if ctx.needs_input_grad[2]:
-            grad_x = ck.sum_to_shape((g * (vs * dS).conj()).reshape(*batch, N), x_shape)
+            grad_x = common.sum_to_shape((g * (vs * dS).conj()).reshape(*batch, N), x_shape)
         return grad_u, grad_v, grad_x, None
 
 
 def _validate(u, v, x):
-    ck.check_tensor(OP, "u", u, min_ndim=1)
-    ck.check_tensor(OP, "v", v, min_ndim=1)
-    ck.check_tensor(OP, "x", x, min_ndim=1)
-    ck.check_complex(OP, "v", v)
-    ck.check_complex(OP, "x", x)
-    ck.check_same_dtype(OP, ("v", "x"), (v, x))
+    common.check_tensor(OP, "u", u, min_ndim=1)
+    common.check_tensor(OP, "v", v, min_ndim=1)
+    common.check_tensor(OP, "x", x, min_ndim=1)
+    common.check_complex(OP, "v", v)
+    common.check_complex(OP, "x", x)
+    common.check_same_dtype(OP, ("v", "x"), (v, x))
     if u.is_complex():
-        raise TypeError(f"{OP}: u must be real ({ck.real_dtype_of(v.dtype)}), got {u.dtype}")
-    ck.check_precision_matches(OP, "u", u, "v", v)
-    ck.check_length(OP, "L = u.shape[-1]", u.shape[-1])
-    ck.check_modes(OP, "v", v)
-    ck.check_modes(OP, "x", x)
-    modes = ck.broadcast_batch(OP, ("v", "x"), (v.shape, x.shape))
-    ck.broadcast_batch(OP, ("u", "v/x"), (u.shape[:-1], modes[:-1]))
-    return ck.check_same_device(OP, ("u", "v", "x"), (u, v, x))
+        raise TypeError(f"{OP}: u must be real ({common.real_dtype_of(v.dtype)}), got {u.dtype}")
+    common.check_precision_matches(OP, "u", u, "v", v)
+    common.check_length(OP, "L = u.shape[-1]", u.shape[-1])
+    common.check_modes(OP, "v", v)
+    common.check_modes(OP, "x", x)
+    modes = common.broadcast_batch(OP, ("v", "x"), (v.shape, x.shape))
+    common.broadcast_batch(OP, ("u", "v/x"), (u.shape[:-1], modes[:-1]))
+    return common.check_same_device(OP, ("u", "v", "x"), (u, v, x))
 
 
 def _allocations(backend: str, u, v, x) -> list:
@@ -86,9 +87,10 @@ def _allocations(backend: str, u, v, x) -> list:
     batch = torch.broadcast_shapes(u.shape[:-1], modes[:-1])
     L, N = u.shape[-1], modes[-1]
     if backend == "reference":
-        return [ck.Alloc("exp(x (L-1-l)) and u exp(x (L-1-l)), (..., N, L) each", (*batch, N, L), x.dtype, 2)]
-    return [ck.Alloc("u at the broadcast batch shape, and its gradient", (*batch, L), u.dtype, 2),
-            ck.Alloc("v, x at the broadcast shape, the power sums, the output and a gradient", (*batch, N), x.dtype, 6)]
+        return [common.Alloc("exp(x (L-1-l)) and u exp(x (L-1-l)), (..., N, L) each", (*batch, N, L), x.dtype, 2)]
+    return [common.Alloc("u at the broadcast batch shape, and its gradient", (*batch, L), u.dtype, 2),
+            common.Alloc("v, x at the broadcast shape, the power sums, the output, a gradient", (*batch, N),
+                         x.dtype, 6)]
 
 
 def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
@@ -114,8 +116,8 @@ def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
         torch.Size([2])
     """
     device = _validate(u, v, x)
-    backend = resolve_backend(OP, backend, device, has_cpp=True)
-    ck.check_allocations(OP, device, _allocations(backend, u, v, x))
+    backend = resolve_backend(OP, backend, device, KERNELS)
+    common.check_allocations(OP, device, _allocations(backend, u, v, x))
     if backend == "reference":
         return vandermonde_transpose_ref(u, v, x)
     return VandermondeTransposeFunction.apply(u, v, x, backend)

@@ -3,7 +3,6 @@ from a reduced real realisation to modal (conjugate-pair) form."""
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +13,7 @@ try:  # scikit-learn's dependency (requirements.txt); without it BLAS keeps its 
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
+from dssm_kernels._validate import check_int, check_number
 
 # The modal form's transfer function may differ from the real realisation's by this much (relative,
 # on a test grid) before re-diagonalisation warns: eig of a nearly defective reduced A loses digits.
@@ -72,44 +72,27 @@ def check_system(who: str, sys):
 def check_rank(who: str, sys, rank, *, required: bool) -> int | None:
     """rank: an int with 1 <= rank < n (the real order of sys: 2N for a diagonal system), or None when
     not required."""
-    if rank is None:
-        if required:
-            raise ValueError(f"{who}: rank is required (the real state size to keep), got None")
-        return None
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
-        raise TypeError(f"{who}: rank must be an int, got {type(rank).__name__}")
+    if rank is None and required:
+        raise ValueError(f"{who}: rank is required (the real state size to keep), got None")
+    rank = check_int(who, "rank", rank, None, allow_none=not required)
     n = sys.n_states
-    if not 1 <= rank < n:
+    if rank is not None and not 1 <= rank < n:
         what = "2N" if hasattr(sys, "n_modes") else "n"
         raise ValueError(f"{who}: rank must satisfy 1 <= rank < {n} (the real order {what} of the system), got {rank}")
-    return int(rank)
+    return rank
 
 
 def check_max_modes(who: str, max_modes) -> int | None:
     """None or an int >= 1: the complex modes a reduced system may use."""
-    if max_modes is None:
-        return None
-    if isinstance(max_modes, bool) or not isinstance(max_modes, (int, np.integer)):
-        raise TypeError(f"{who}: max_modes must be an int (or None), got {type(max_modes).__name__}")
-    if max_modes < 1:
-        raise ValueError(f"{who}: max_modes must be >= 1 (or None), got {max_modes}")
-    return int(max_modes)
+    return check_int(who, "max_modes", max_modes, 1, allow_none=True)
 
 
 def check_max_iter(who: str, max_iter) -> int:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
-        raise ValueError(f"{who}: max_iter must be an int >= 0, got {max_iter!r}")
-    return int(max_iter)
+    return check_int(who, "max_iter", max_iter, 0)
 
 
 def check_tol(who: str, tol) -> float | None:
-    if tol is None:
-        return None
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{who}: tol must be a float, got {type(tol).__name__}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"{who}: tol must be a finite float > 0, got {tol}")
-    return float(tol)
+    return check_number(who, "tol", tol, positive=True, allow_none=True)
 
 
 def modal_from_real(A: np.ndarray, B: np.ndarray, C: np.ndarray):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from dssm_kernels._validate import check_int, check_number
 from dssm_kernels.nn._base import SSMLayer
 from dssm_kernels.reduction import budget as budgets
 from dssm_kernels.reduction import composition
@@ -150,21 +151,11 @@ def _check_size(d_state, tol, budget, fraction, method):
                          f"{', '.join(given) or 'none'} (d_state={d_state!r}, tol={tol!r}, budget={budget!r}, "
                          f"fraction={fraction!r})")
     if d_state is not None:
-        if isinstance(d_state, bool) or not isinstance(d_state, (int, np.integer)):
-            raise TypeError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r} "
-                            f"({type(d_state).__name__})")
-        if d_state < 2 or d_state % 2:
-            raise ValueError(f"reduce_model: d_state must be an even int >= 2 (conjugate pairs), got {d_state!r}")
-    if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
-            raise TypeError(f"reduce_model: budget must be an int number of real states, got {budget!r} "
-                            f"({type(budget).__name__})")
-        if budget < 2:
-            raise ValueError(f"reduce_model: budget must be >= 2 real states, got {budget}")
-    if fraction is not None:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or \
-                not 0 < fraction <= 1:
-            raise ValueError(f"reduce_model: fraction must be a number in (0, 1], got {fraction!r}")
+        d_state = check_int("reduce_model", "d_state", d_state, 2)
+        if d_state % 2:
+            raise ValueError(f"reduce_model: d_state must be even (conjugate pairs), got {d_state}")
+    budget = check_int("reduce_model", "budget", budget, 2, allow_none=True)
+    fraction = check_number("reduce_model", "fraction", fraction, maximum=1, positive=True, allow_none=True)
     tol = check_tol("reduce_model", tol)
     if tol is not None and method not in BOUNDED:
         raise ValueError(f"reduce_model: tol needs a method with a guaranteed bound {BOUNDED}, got method={method!r}")

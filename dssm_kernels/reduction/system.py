@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dssm_kernels._validate import check_int
+
 DISCRETISATIONS = ("zoh", "bilinear")
 # Inert padding mode: Re lam < 0 as S4D requires, B = 1 and C = 0 so the mode adds nothing to the
 # transfer function yet still receives gradient through C when the reduced layer is retrained.
@@ -371,8 +373,7 @@ class _ModalSystem:
         intermediate); at most MAX_KERNEL_SAMPLES samples in all (norms over longer horizons:
         reduction.h2_norm, in closed form)."""
         name = type(self).__name__
-        if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 1:
-            raise ValueError(f"{name}.kernel: L must be an int >= 1, got {L!r}")
+        L = check_int(f"{name}.kernel", "L", L)
         B, C, D = self._mimo_arrays()
         p, m = C.shape[-2], B.shape[-1]
         n_sys = int(np.prod(self.batch_shape)) * p * m

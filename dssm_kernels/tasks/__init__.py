@@ -31,7 +31,8 @@ Example:
 from __future__ import annotations
 
 from dssm_kernels.tasks import digits, listops, recall
-from dssm_kernels.tasks._common import Task, check_int
+from dssm_kernels._validate import check_int
+from dssm_kernels.tasks._common import Task
 
 __all__ = ["Task", "names", "check", "load"]
 

@@ -1,4 +1,4 @@
-"""The Task record and the argument checks every task shares."""
+"""The Task record and the size bounds every task shares (argument checks: dssm_kernels._validate)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,16 +39,6 @@ class Task:
         return f"{self.name}: {self.n_classes} classes, {kind}, L={self.seq_len}; {sizes}"
 
 
-def check_int(where: str, name: str, value, minimum: int, maximum: int | None = None) -> int:
-    """value must be an int (not a bool) in [minimum, maximum]; else TypeError / ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{where}: {name} must be {bound}, got {value}")
-    return value
-
-
 # Bounds on what a task may generate, checked before anything is allocated: its options may come from a
 # file (a checkpoint's task), and n_train=10**12 must be an error, not a 7 TiB allocation.
 MAX_SAMPLES = 1_000_000        # sequences over the three splits
@@ -66,9 +56,3 @@ def check_size(where: str, sizes, L: int, d_input: int = 1) -> None:
     if n * L * d_input > MAX_VALUES:
         raise ValueError(f"{where}: the splits would hold {n:,} sequences x L={L:,} x {d_input} = {n * L * d_input:,} "
                          f"input values, more than the limit {MAX_VALUES:,}; ask for fewer or shorter sequences")
-
-
-def check_choice(where: str, name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{where}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value

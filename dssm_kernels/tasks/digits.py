@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dssm_kernels.tasks._common import Task, check_choice, check_int, check_size
+from dssm_kernels._validate import check_choice, check_int
+from dssm_kernels.tasks._common import Task, check_size
 
 N_IMAGES = 1797
 MEAN, STD = 0.30526, 0.37605     # of load_digits().data / 16

@@ -29,7 +29,8 @@ import random
 import numpy as np
 import torch
 
-from dssm_kernels.tasks._common import Task, check_int, check_size
+from dssm_kernels._validate import check_int
+from dssm_kernels.tasks._common import Task, check_size
 
 VOCAB = ("<pad>", *(str(d) for d in range(10)), "[MIN", "[MAX", "[MED", "[SM", "]")
 PAD = 0

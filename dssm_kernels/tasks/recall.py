@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dssm_kernels.tasks._common import MAX_VOCAB, Task, check_int, check_size
+from dssm_kernels._validate import check_int
+from dssm_kernels.tasks._common import MAX_VOCAB, Task, check_size
 
 DEFAULTS = {"seq_len": 64, "n_classes": 4, "n_noise": 8, "max_position": 0}
 SPLITS = (2000, 500, 500)

@@ -13,7 +13,7 @@ Why chunks and a scan rather than a plain loop over t: a step-by-step loop issue
 load per step and waits on it, while a chunk loads a whole (BLOCK_N, BLOCK_T) tile of v at once
 (many loads in flight: the op is memory-bound) and resolves the recurrence inside registers; under
 the interpreter a chunk is a few dozen whole-tile steps instead of BLOCK_T Python-level ones. The
-in-chunk scan is ssm_scan's (_linrec: tl.associative_scan compiled, Hillis-Steele interpreted, the
+in-chunk scan is ssm_scan's (_scan.linrec: tl.associative_scan compiled, Hillis-Steele interpreted, the
 powers of dA kept as double words), reused as is: the recurrence is the same with dB * u replaced
 by v. The state carried in from the previous chunk enters through the chunk's first element.
 """
@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from dssm_kernels.triton._common import load_complex
-from dssm_kernels.triton.ssm_scan import _column, _level_powers, _linrec
+from dssm_kernels.triton._scan import column, level_powers, linrec
 
 
 @triton.jit
@@ -46,7 +46,7 @@ def diag_scan_fwd_kernel(v_ptr, dA_ptr, state_ptr, xs_ptr, last_ptr, L, N, n_chu
     else:
         sr = tl.zeros([BLOCK_N], dtype=dar.dtype)
         si = tl.zeros([BLOCK_N], dtype=dar.dtype)
-    pw_r, pw_i, pw_r_lo, pw_i_lo = _level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
+    pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     first = (j == 0)[None, :]
     for c in range(0, n_chunks):
         t0 = c * BLOCK_T
@@ -57,12 +57,12 @@ def diag_scan_fwd_kernel(v_ptr, dA_ptr, state_ptr, xs_ptr, last_ptr, L, N, n_chu
         # x_{t0} = dA * s + v_{t0}: the carried state enters at the chunk's first step
         br = tl.where(first, vr + (dar * sr - dai * si)[:, None], vr)
         bi = tl.where(first, vi + (dar * si + dai * sr)[:, None], vi)
-        xr, xi = _linrec(br, bi, dar, dai, pw_r, pw_i, pw_r_lo, pw_i_lo, j, False, NATIVE, BLOCK_T)
+        xr, xi = linrec(br, bi, dar, dai, pw_r, pw_i, pw_r_lo, pw_i_lo, j, False, NATIVE, BLOCK_T)
         tl.store(xs_ptr + off, xr, mask=mask)
         tl.store(xs_ptr + off + 1, xi, mask=mask)
         last = tl.minimum(L - t0, BLOCK_T) - 1
-        sr = _column(xr, j, last)
-        si = _column(xi, j, last)
+        sr = column(xr, j, last)
+        si = column(xi, j, last)
     tl.store(last_ptr + row_off, sr, mask=n_mask)
     tl.store(last_ptr + row_off + 1, si, mask=n_mask)
 
@@ -97,7 +97,7 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
     else:
         sr, si = zero, zero
     g_dAr, g_dAi = zero, zero
-    pw_r, pw_i, pw_r_lo, pw_i_lo = _level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
+    pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     for k in range(0, n_chunks):
         t0 = (n_chunks - 1 - k) * BLOCK_T
         t = t0 + j
@@ -113,7 +113,7 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
         br = gr + tl.where(last, mr[:, None], 0.0)
         bi = gi + tl.where(last, mi[:, None], 0.0)
         # powers of conj(dA) are the conjugates of those of dA
-        lam_r, lam_i = _linrec(br, bi, dar, -dai, pw_r, -pw_i, pw_r_lo, -pw_i_lo, j, True, NATIVE, BLOCK_T)
+        lam_r, lam_i = linrec(br, bi, dar, -dai, pw_r, -pw_i, pw_r_lo, -pw_i_lo, j, True, NATIVE, BLOCK_T)
         # past the end b = 0 and so is lambda, unless |dA| > 1 overflowed a power there: keep it out
         lam_r = tl.where(t_ok, lam_r, 0.0)
         lam_i = tl.where(t_ok, lam_i, 0.0)
@@ -129,8 +129,8 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
             g_dAr += tl.sum(lam_r * pr + lam_i * pi, axis=1)
             g_dAi += tl.sum(lam_i * pr - lam_r * pi, axis=1)
         # mu = conj(dA) * lambda at the chunk's first step
-        l0r = _column(lam_r, j, 0)
-        l0i = _column(lam_i, j, 0)
+        l0r = column(lam_r, j, 0)
+        l0i = column(lam_i, j, 0)
         mr = dar * l0r + dai * l0i
         mi = dar * l0i - dai * l0r
     tl.store(gstate_ptr + row_off, mr, mask=n_mask)

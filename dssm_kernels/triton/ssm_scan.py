@@ -6,13 +6,8 @@ One program per (b, h) row holds all N modes (BLOCK_N >= N) and walks the sequen
 BLOCK_T steps. Inside a chunk the recurrence v_j = a v_{j-1} + b_j (a the same at every step) is a
 scan along the time axis of (BLOCK_N, BLOCK_T) tiles, complex numbers held as (real, imag) pairs;
 the state carried in from the previous chunk enters through b at the chunk's first step (last step
-for the backward's reverse recurrence), so the scan's outputs are the states themselves.
-
-Accuracy: a scan multiplies by powers a^d built from equal halves, and such a power repeats its
-halves' rounding error, which grows like d and enters every state coherently: several times the
-error of the step-by-step recurrence when |dA| is near 1. So the powers are kept as double words
-(hi + lo, exact products through fma); the b parts are rounded normally, their errors differ from
-step to step. The result is more accurate than the sequential recurrence.
+for the backward's reverse recurrence), so the scan's outputs are the states themselves. The scan
+itself (and why its powers are double words) is in _scan.py, shared with diag_scan.
 
 Complex tensors arrive as their real views: element n of row r is at (r * N + n) * 2 (+1). No (N, L)
 tile ever leaves registers: only y, the last state, one checkpoint state per chunk (for the
@@ -22,119 +17,7 @@ import triton
 import triton.language as tl
 
 from dssm_kernels.triton._common import load_complex, load_modes
-
-MAX_LEVELS = tl.constexpr(16)  # log2 of the largest BLOCK_T; compiled globals must be tl.constexpr
-
-
-@triton.jit
-def _column(tile, j, col):
-    """tile[:, col] as a vector (a masked reduction: Triton has no dynamic column index)."""
-    return tl.sum(tl.where((j == col)[None, :], tile, 0.0), axis=1)
-
-
-@triton.jit
-def _dd_dot2(xh, xl, yh, yl, zh, zl, wh, wl, sign: tl.constexpr):
-    """x*y + sign*z*w for double words (h + l), as a renormalised double word (hi, lo).
-
-    Exact products through fma, exact sums through Knuth's two-sum, written out inline: under the
-    interpreter every call of a jit helper costs about a millisecond.
-    """
-    p1 = xh * yh
-    e1 = tl.fma(xh, yh, -p1)
-    p2 = sign * (zh * wh)
-    e2 = sign * tl.fma(zh, wh, -(zh * wh))
-    s = p1 + p2
-    v = s - p1
-    t = (p1 - (s - v)) + (p2 - v)
-    low = t + e1 + e2 + (xh * yl + xl * yh) + sign * (zh * wl + zl * wh)
-    hi = s + low
-    v = hi - s
-    return hi, (s - (hi - v)) + (low - v)
-
-
-@triton.jit
-def _dd_cmul(ar, ai, ar_lo, ai_lo, br, bi, br_lo, bi_lo):
-    """Complex product of double words: (real hi, imag hi, real lo, imag lo)."""
-    pr, pr_lo = _dd_dot2(ar, ar_lo, br, br_lo, ai, ai_lo, bi, bi_lo, -1.0)
-    pi, pi_lo = _dd_dot2(ar, ar_lo, bi, bi_lo, ai, ai_lo, br, br_lo, 1.0)
-    return pr, pi, pr_lo, pi_lo
-
-
-@triton.jit
-def _linrec_combine(a1r, a1i, a1r_lo, a1i_lo, b1r, b1i, a2r, a2i, a2r_lo, a2i_lo, b2r, b2i):
-    """Compose v -> a1 v + b1 then v -> a2 v + b2: (a2 a1, a2 b1 + b2), with a as a double word."""
-    ar, ai, ar_lo, ai_lo = _dd_cmul(a2r, a2i, a2r_lo, a2i_lo, a1r, a1i, a1r_lo, a1i_lo)
-    br = a2r * b1r - a2i * b1i + (a2r_lo * b1r - a2i_lo * b1i + b2r)
-    bi = a2r * b1i + a2i * b1r + (a2r_lo * b1i + a2i_lo * b1r + b2i)
-    return ar, ai, ar_lo, ai_lo, br, bi
-
-
-@triton.jit
-def _level_powers(ar, ai, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, NATIVE: tl.constexpr):
-    """a^(2^k) for k < log2(BLOCK_T) as double words, column k of four (BLOCK_N, MAX_LEVELS) tiles
-    (real hi, imag hi, real lo, imag lo), by squaring. Only the Hillis-Steele scan needs them:
-    zeros when NATIVE."""
-    lev = tl.arange(0, MAX_LEVELS)
-    pr = tl.zeros([BLOCK_N, MAX_LEVELS], dtype=ar.dtype)
-    pi = tl.zeros([BLOCK_N, MAX_LEVELS], dtype=ar.dtype)
-    pr_lo = tl.zeros([BLOCK_N, MAX_LEVELS], dtype=ar.dtype)
-    pi_lo = tl.zeros([BLOCK_N, MAX_LEVELS], dtype=ar.dtype)
-    hr, hi = ar, ai
-    lr = tl.zeros_like(ar)
-    li = tl.zeros_like(ai)
-    for level in tl.static_range(0, MAX_LEVELS):
-        if (1 << level) < BLOCK_T and not NATIVE:
-            col = (lev == level)[None, :]
-            pr = tl.where(col, hr[:, None], pr)
-            pi = tl.where(col, hi[:, None], pi)
-            pr_lo = tl.where(col, lr[:, None], pr_lo)
-            pi_lo = tl.where(col, li[:, None], pi_lo)
-            hr, hi, lr, li = _dd_cmul(hr, hi, lr, li, hr, hi, lr, li)
-    return pr, pi, pr_lo, pi_lo
-
-
-@triton.jit
-def _linrec(br, bi, ar, ai, pw_r, pw_i, pw_r_lo, pw_i_lo, j,
-            REVERSE: tl.constexpr, NATIVE: tl.constexpr, BLOCK_T: tl.constexpr):
-    """v_j = a v_{j-1} + b_j from v_{-1} = 0 along axis 1 of (BLOCK_N, BLOCK_T) tiles b; with REVERSE
-    v_j = a v_{j+1} + b_j from v_{BLOCK_T} = 0. a: (BLOCK_N,), the same at every step; pw_*: its
-    _level_powers. Returns (v_r, v_i).
-
-    NATIVE: tl.associative_scan of (a, b) pairs with _linrec_combine, the compiled path. Otherwise a
-    Hillis-Steele scan: level k adds a^(2^k) times the partial sum 2^k steps back (tl.gather), a
-    dozen whole-tile operations per level, where the interpreter runs associative_scan's combine
-    once per element in Python (about a millisecond each).
-    """
-    if NATIVE:
-        a_r = tl.broadcast_to(ar[:, None], br.shape)
-        a_i = tl.broadcast_to(ai[:, None], br.shape)
-        zero = tl.zeros_like(br)
-        _, _, _, _, br, bi = tl.associative_scan((a_r, a_i, zero, zero, br, bi), axis=1,
-                                                 combine_fn=_linrec_combine, reverse=REVERSE)
-    else:
-        for level in tl.static_range(0, MAX_LEVELS):
-            if (1 << level) < BLOCK_T:
-                if REVERSE:
-                    src = j + (1 << level)
-                    ok = src < BLOCK_T
-                else:
-                    src = j - (1 << level)
-                    ok = src >= 0
-                idx = tl.broadcast_to(tl.where(ok, src, j)[None, :], br.shape)
-                qr = tl.gather(br, idx, 1)
-                qi = tl.gather(bi, idx, 1)
-                # column `level` of the power tiles, spread over the chunk (tl.sum is a jit helper: slow)
-                col = idx * 0 + level
-                hr = tl.gather(pw_r, col, 1)
-                hi = tl.gather(pw_i, col, 1)
-                lr = tl.gather(pw_r_lo, col, 1)
-                li = tl.gather(pw_i_lo, col, 1)
-                nr = hr * qr - hi * qi + (lr * qr - li * qi + br)
-                ni = hr * qi + hi * qr + (lr * qi + li * qr + bi)
-                ok = ok[None, :]
-                br = tl.where(ok, nr, br)
-                bi = tl.where(ok, ni, bi)
-    return br, bi
+from dssm_kernels.triton._scan import column, level_powers, linrec
 
 
 @triton.jit
@@ -153,7 +36,7 @@ def _chunk_states(u_ptr, row, L, t, j, dar, dai, dbr, dbi, sr, si, pw_r, pw_i, p
     first = (j == 0)[None, :]
     br = tl.where(first, sr[:, None], dbr[:, None] * u_prev[None, :])
     bi = tl.where(first, si[:, None], dbi[:, None] * u_prev[None, :])
-    prev_r, prev_i = _linrec(br, bi, dar, dai, pw_r, pw_i, pw_r_lo, pw_i_lo, j, False, NATIVE, BLOCK_T)
+    prev_r, prev_i = linrec(br, bi, dar, dai, pw_r, pw_i, pw_r_lo, pw_i_lo, j, False, NATIVE, BLOCK_T)
     xr = dar[:, None] * prev_r - dai[:, None] * prev_i + dbr[:, None] * u[None, :]
     xi = dar[:, None] * prev_i + dai[:, None] * prev_r + dbi[:, None] * u[None, :]
     return prev_r, prev_i, xr, xi, u
@@ -179,7 +62,7 @@ def ssm_scan_fwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, state_ptr, y_ptr, l
     else:
         sr = tl.zeros([BLOCK_N], dtype=dar.dtype)
         si = tl.zeros([BLOCK_N], dtype=dar.dtype)
-    pw_r, pw_i, pw_r_lo, pw_i_lo = _level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
+    pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     for c in range(0, n_chunks):
         t0 = c * BLOCK_T
         if SAVE_CKPT:
@@ -194,8 +77,8 @@ def ssm_scan_fwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, state_ptr, y_ptr, l
             y += d * u
         tl.store(y_ptr + row * L + t, y, mask=t < L)
         last = tl.minimum(L - t0, BLOCK_T) - 1
-        sr = _column(xr, j, last)
-        si = _column(xi, j, last)
+        sr = column(xr, j, last)
+        si = column(xi, j, last)
     tl.store(last_ptr + state_off, sr, mask=n_mask)
     tl.store(last_ptr + state_off + 1, si, mask=n_mask)
 
@@ -232,7 +115,7 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
     # sum_t gy u over up to B*L terms per channel: float64, one add per step (float32 came within 0.9x
     # of the parity tolerance)
     g_D = tl.zeros([BLOCK_T], dtype=tl.float64)
-    pw_r, pw_i, pw_r_lo, pw_i_lo = _level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
+    pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     # powers of conj(dA) are the conjugates of those of dA
     pwc_i = -pw_i
     pwc_i_lo = -pw_i_lo
@@ -249,7 +132,7 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
         last = (j == tl.minimum(L - t0, BLOCK_T) - 1)[None, :]
         br = 2.0 * cr[:, None] * gy[None, :] + tl.where(last, mr[:, None], 0.0)
         bi = -2.0 * ci[:, None] * gy[None, :] + tl.where(last, mi[:, None], 0.0)
-        lam_r, lam_i = _linrec(br, bi, dar, -dai, pw_r, pwc_i, pw_r_lo, pwc_i_lo, j, True, NATIVE, BLOCK_T)
+        lam_r, lam_i = linrec(br, bi, dar, -dai, pw_r, pwc_i, pw_r_lo, pwc_i_lo, j, True, NATIVE, BLOCK_T)
         # past the end b = 0 and so is lambda, unless |dA| > 1 overflowed a power there: keep it out
         lam_r = tl.where(t_mask[None, :], lam_r, 0.0)
         lam_i = tl.where(t_mask[None, :], lam_i, 0.0)
@@ -266,8 +149,8 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
             gu += d * gy
         tl.store(gu_ptr + row * L + t, gu, mask=t_mask)
         # mu = conj(dA) * lambda at the chunk's first step
-        l0r = _column(lam_r, j, 0)
-        l0i = _column(lam_i, j, 0)
+        l0r = column(lam_r, j, 0)
+        l0i = column(lam_i, j, 0)
         mr = dar * l0r + dai * l0i
         mi = dar * l0i - dai * l0r
     tl.store(gstate_ptr + state_off, mr, mask=n_mask)

@@ -1,9 +1,10 @@
 """What the seed papers' experiments share: a fixed-thread context, seeded model construction and
-training, summary statistics, Markdown tables, and writing NAME.json / NAME.md / NAME.png."""
+training, summary statistics, the reproducing command and the header of NAME.md. Tables, plots, progress
+bars and writing NAME.json / NAME.md / NAME.png are workflows.reporting's; training is
+workflows.training's."""
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -12,13 +13,7 @@ import numpy as np
 import torch
 
 from dssm_kernels.nn import SequenceClassifier
-from dssm_kernels.tasks.training import accuracy, fit
-from dssm_kernels.workflows.demo import _jsonable, machine
-
-try:  # progress bars when tqdm is there; the loops run the same without
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
+from dssm_kernels.workflows.training import accuracy, fit
 
 # One thread, for torch and for numpy's BLAS/LAPACK alike: results do not depend on the machine's core
 # count, and on a shared 2-core machine a single thread is not stalled at barriers by other people's
@@ -42,11 +37,6 @@ def fixed_threads(n: int = THREADS):
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def progress_bar(iterable, enabled: bool, **kw):
-    """tqdm over iterable when enabled (and tqdm is installed), else the iterable itself."""
-    return tqdm(iterable, **kw) if enabled and tqdm is not None else iterable
 
 
 def make_model(task, *, layer: str, d_model: int, d_state, n_layers: int, seed: int, pool: str = "mean",
@@ -84,34 +74,12 @@ def paired(a, b) -> dict:
     return {"diff": d.tolist(), "mean": m, "std": s, "n_pos": int((d > 0).sum()), "n": len(d), "verdict": verdict}
 
 
-def md_table(head: list[str], rows: list[list]) -> str:
-    """A Markdown table; every row must have len(head) cells."""
-    for r in rows:
-        if len(r) != len(head):
-            raise ValueError(f"md_table: a row has {len(r)} cells, the header {len(head)}: {r!r}")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def command(name: str, out: str, quick: bool, default_out: str) -> str:
     """The `dssm experiment` command line that reproduces a run."""
     cmd = f"dssm experiment {name}"
     if os.path.normpath(out) != os.path.normpath(default_out):
         cmd += f" --out {out}"
     return cmd + (" --quick" if quick else "")
-
-
-def write_outputs(out: str, name: str, res: dict, markdown: str, plot) -> list[str]:
-    """out/name.json (res), out/name.md (markdown) and out/name.png (plot(res, path)); the paths."""
-    os.makedirs(out, exist_ok=True)
-    paths = [os.path.join(out, f"{name}.{ext}") for ext in ("json", "md", "png")]
-    with open(paths[0], "w") as f:
-        json.dump(_jsonable(res), f, indent=1)
-    with open(paths[1], "w") as f:
-        f.write(markdown.rstrip() + "\n")
-    plot(res, paths[2])
-    return paths
 
 
 def header(title: str, claim: str, res: dict) -> str:
@@ -132,13 +100,5 @@ class Stopwatch:
         return time.perf_counter() - self.start
 
 
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-__all__ = ["THREADS", "fixed_threads", "progress_bar", "make_model", "train", "mean_std", "fmt_ms", "paired",
-           "md_table", "command", "write_outputs", "header", "Stopwatch", "pyplot", "machine", "accuracy", "tqdm"]
+__all__ = ["THREADS", "fixed_threads", "make_model", "train", "mean_std", "fmt_ms", "paired", "command", "header",
+           "Stopwatch"]

@@ -5,37 +5,17 @@ Writes results.json, results.md (the table) and results.png to the output folder
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
-import platform
 import time
-
-import torch
 
 from dssm_kernels import reduction as R
 from dssm_kernels import tasks
 from dssm_kernels.nn import LAYERS, SequenceClassifier, make_layer
-from dssm_kernels.tasks.training import accuracy, fit
-from dssm_kernels.workflows import checkpoint, preflight
+from dssm_kernels.workflows import checkpoint, preflight, reporting, training
 from dssm_kernels.workflows.timing import time_models
 
 METHODS = ("bt", "modal", "h2")
-
-
-def _jsonable(obj):
-    """Reduction reports and the like as plain JSON values (tensors and arrays become lists)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 def check_arguments(out, *, task, layer, d_model, d_state, n_layers, epochs, retrain_epochs, ranks, retrain_ranks,
@@ -86,11 +66,6 @@ def check_arguments(out, *, task, layer, d_model, d_state, n_layers, epochs, ret
     preflight.writable_dir(out, f"{where}{name('out')}")
 
 
-def machine() -> str:
-    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}, " \
-           f"{torch.get_num_threads()} threads".replace("  ", " ")
-
-
 def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss", d_model: int = 32,
              d_state: int = 64, n_layers: int = 2, epochs: int = 8, retrain_epochs: int = 4,
              ranks=(16, 8, 4), retrain_ranks=(8, 4), methods=METHODS, lr: float = 1e-2,
@@ -108,11 +83,11 @@ def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss"
     cfg = dict(n_classes=t.n_classes, d_input=t.d_input, vocab_size=t.vocab_size, layer=layer, d_model=d_model,
                d_state=d_state, n_layers=n_layers, seed=seed)
     full = SequenceClassifier(**cfg)
-    hist = fit(full, t, epochs=epochs, lr=lr, seed=seed, progress=progress)
-    res = {"machine": machine(), "task": t.describe(), "config": full.current_config(),
-           "full": {"d_state": d_state, "test_acc": accuracy(full, t.test), "val_acc": hist.val_acc,
+    hist = training.fit(full, t, epochs=epochs, lr=lr, seed=seed, progress=progress)
+    res = {"machine": reporting.machine(), "task": t.describe(), "config": full.current_config(),
+           "full": {"d_state": d_state, "test_acc": training.accuracy(full, t.test), "val_acc": hist.val_acc,
                     "ssm_params": checkpoint.ssm_parameter_count(full), "train_seconds": hist.seconds[-1]}}
-    checkpoint.save(os.path.join(out, "full.pt"), full, t, history=vars(hist))
+    checkpoint.save(os.path.join(out, "full.pt"), full, t, history=hist.records())
     log(f"full  d_state={d_state}: test accuracy {res['full']['test_acc']:.3f} ({hist.seconds[-1]:.0f} s)")
 
     res["reduced"], bt_models = [], {}
@@ -120,10 +95,10 @@ def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss"
         for method in methods:
             t0 = time.perf_counter()
             small, report = R.reduce_model(full, d_state=r, method=method)
-            acc = accuracy(small, t.test)
+            acc = training.accuracy(small, t.test)
             res["reduced"].append({"method": method, "d_state": r, "test_acc": acc,
                                    "ssm_params": checkpoint.ssm_parameter_count(small),
-                                   "seconds": time.perf_counter() - t0, "report": _jsonable(report)})
+                                   "seconds": time.perf_counter() - t0, "report": reporting.jsonable(report)})
             if method == "bt":
                 bt_models[r] = small
             log(f"reduce {method:5s} d_state={r:3d}: test accuracy {acc:.3f} (no retraining)")
@@ -133,14 +108,15 @@ def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss"
         if r not in bt_models:
             bt_models[r] = R.reduce_model(full, d_state=r, method="bt")[0]
         bt = copy.deepcopy(bt_models[r])
-        h_bt = fit(bt, t, epochs=retrain_epochs, lr=lr, seed=seed, progress=progress)
+        h_bt = training.fit(bt, t, epochs=retrain_epochs, lr=lr, seed=seed, progress=progress)
         skew = SequenceClassifier(**{**cfg, "d_state": r})
-        h_sk = fit(skew, t, epochs=retrain_epochs, lr=lr, seed=seed, progress=progress)
-        row = {"d_state": r, "bt_init": accuracy(bt, t.test), "skew_hippo_init": accuracy(skew, t.test),
-               "bt_val": h_bt.val_acc, "skew_val": h_sk.val_acc}
+        h_sk = training.fit(skew, t, epochs=retrain_epochs, lr=lr, seed=seed, progress=progress)
+        row = {"d_state": r, "bt_init": training.accuracy(bt, t.test),
+               "skew_hippo_init": training.accuracy(skew, t.test), "bt_val": h_bt.val_acc, "skew_val": h_sk.val_acc}
         res["retrained"].append(row)
-        checkpoint.save(os.path.join(out, f"bt{r}-retrained.pt"), bt, t, history=vars(h_bt))
-        log(f"retrain d_state={r:3d}: BT-initialised {row['bt_init']:.3f}, Skew-HiPPO-initialised {row['skew_hippo_init']:.3f}")
+        checkpoint.save(os.path.join(out, f"bt{r}-retrained.pt"), bt, t, history=h_bt.records())
+        log(f"retrain d_state={r:3d}: BT-initialised {row['bt_init']:.3f}, "
+            f"Skew-HiPPO-initialised {row['skew_hippo_init']:.3f}")
 
     x = t.test[0][:time_batch]
     models = {d_state: full, **{r: bt_models[r] for r in sorted(bt_models, reverse=True)}}
@@ -148,12 +124,8 @@ def run_demo(out: str = "dssm-demo", *, task: str = "digits", layer: str = "dss"
     res["timing"] = {"batch": list(x.shape), "seconds": times,
                      "speedup": {k: {m: times[str(d_state)][m] / v[m] for m in v} for k, v in times.items()}}
     res["seconds"] = time.perf_counter() - start
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(res, f, indent=1)
     table = results_table(res)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(table + "\n")
-    plot(res, os.path.join(out, "results.png"))
+    reporting.write_outputs(out, "results", res, table, plot)
     log(table)
     log(f"wrote {out}/results.json, results.md, results.png, checkpoints ({res['seconds']:.0f} s)")
     return res
@@ -168,25 +140,22 @@ def results_table(res: dict) -> str:
     sp = res["timing"]["speedup"]
     head = ["d_state", "SSM params"] + [f"{m} (no retrain)" for m in methods] + \
            ["BT-init retrained", "Skew-HiPPO retrained", "speedup conv", "speedup scan", "speedup step"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     full = res["full"]
-    lines.append(f"| {full['d_state']} (full) | {full['ssm_params']} | " + " | ".join(f"{full['test_acc']:.3f}" for _ in methods)
-                 + " | - | - | 1.00 | 1.00 | 1.00 |")
+    rows = [[f"{full['d_state']} (full)", full["ssm_params"], *(f"{full['test_acc']:.3f}" for _ in methods),
+             "-", "-", "1.00", "1.00", "1.00"]]
     for r in sorted({row["d_state"] for row in res["reduced"]} | set(retr), reverse=True):
         params = next((row["ssm_params"] for row in res["reduced"] if row["d_state"] == r), "")
         cells = [f"{acc[(m, r)]:.3f}" if (m, r) in acc else "-" for m in methods]
         rt = retr.get(r)
         cells += [f"{rt['bt_init']:.3f}", f"{rt['skew_hippo_init']:.3f}"] if rt else ["-", "-"]
         cells += [f"{sp[str(r)][m]:.2f}" if str(r) in sp else "-" for m in ("conv", "scan", "step")]
-        lines.append(f"| {r} | {params} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([r, params, *cells])
+    return reporting.md_table(head, rows)
 
 
 def plot(res: dict, path: str) -> None:
     """Accuracy against state size per method (left), inference speedup against state size (right)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = reporting.pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for m in METHODS:
         rows = sorted((r["d_state"], r["test_acc"]) for r in res["reduced"] if r["method"] == m)

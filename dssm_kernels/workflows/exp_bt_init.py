@@ -26,6 +26,8 @@ import scipy.stats
 from dssm_kernels import reduction as R
 from dssm_kernels import tasks
 from dssm_kernels.workflows import _exp_common as E
+from dssm_kernels.workflows import reporting
+from dssm_kernels.workflows.training import accuracy
 
 NAME = "bt-init"
 TITLE = "Balanced-truncation initialisation against Skew-HiPPO at equal state size (seed 000)"
@@ -58,7 +60,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
     train = dict(lr=cfg["lr"], batch_size=cfg["batch_size"])
     rows, fulls, descr, majority = [], [], {}, {}
     jobs = [(tc, s) for tc in cfg["tasks"] for s in cfg["seeds"]]
-    for tc, seed in E.progress_bar(jobs, progress, desc=NAME, unit="task-seed"):
+    for tc, seed in reporting.progress_bar(jobs, progress, desc=NAME, unit="task-seed"):
         t = tasks.load(tc["name"], seed=0, **tc["sizes"], **tc["options"])
         descr[tc["name"]] = t.describe()
         majority[tc["name"]] = float(t.test[1].bincount().max()) / len(t.test[1])   # the constant classifier
@@ -70,7 +72,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
             with warnings.catch_warnings():   # a layer with unstable modes falls back to a finite horizon
                 warnings.simplefilter("ignore", RuntimeWarning)
                 small, report = R.reduce_model(full, d_state=r, method="bt")
-            row = {"task": tc["name"], "seed": seed, "d_state": r, "bt_pre": E.accuracy(small, t.test),
+            row = {"task": tc["name"], "seed": seed, "d_state": r, "bt_pre": accuracy(small, t.test),
                    "error_bound_max": [float(np.max(L.error_bound)) if L.error_bound is not None else None
                                        for L in report.layers],
                    "kernel_error": [float(L.kernel_error) for L in report.layers]}
@@ -136,7 +138,7 @@ def tables(res: dict) -> str:
         out += [f"**{res['tasks'][name]}**: test accuracy, mean ± std over seeds {cfg['seeds']} "
                 f"(full model trained {cfg['epochs']} epochs; retraining and Skew-HiPPO {cfg['retrain_epochs']}, "
                 f"'same total' {cfg['epochs'] + cfg['retrain_epochs']}; the majority class is "
-                f"{res['majority'][name]:.3f} of the test set):\n", E.md_table(head, rows), ""]
+                f"{res['majority'][name]:.3f} of the test set):\n", reporting.md_table(head, rows), ""]
     head = ["points", "n", "Pearson r", "Pearson p", "Spearman rho", "Spearman p"]
     rows = []
     for name, c in res["correlation"].items():
@@ -148,7 +150,7 @@ def tables(res: dict) -> str:
                         [f"{v['pearson']:.3f}", f"{v['pearson_p']:.2g}", f"{v['spearman']:.3f}",
                          f"{v['spearman_p']:.2g}"]))
     out += ["Correlation between the BT-reduced model's test accuracy before retraining and after:\n",
-            E.md_table(head, rows)]
+            reporting.md_table(head, rows)]
     return "\n".join(out)
 
 
@@ -207,7 +209,7 @@ def reading(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """Per task: accuracy against r per arm (mean ± std); last panel: before against after retraining."""
-    plt = E.pyplot()
+    plt = reporting.pyplot()
     cfg = res["config"]
     n_t = len(cfg["tasks"])
     fig, axes = plt.subplots(1, n_t + 1, figsize=(5 * (n_t + 1), 4))

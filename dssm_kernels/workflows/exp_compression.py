@@ -23,7 +23,9 @@ import torch
 from dssm_kernels import reduction as R
 from dssm_kernels import tasks
 from dssm_kernels.workflows import _exp_common as E
+from dssm_kernels.workflows import reporting
 from dssm_kernels.workflows.checkpoint import parameter_count, ssm_parameter_count
+from dssm_kernels.workflows.training import accuracy
 
 NAME = "compression"
 TITLE = "Compression without retraining: accuracy against SSM parameters removed (seed 002)"
@@ -79,7 +81,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
         log(f"seed {seed}: full d_state={cfg['d_state']} test accuracy {fr['test_acc']:.3f}, {n_ssm} SSM parameters")
         y = _logits(full, x)
         jobs = [(r, m) for r in cfg["ranks"] for m in cfg["methods"]]
-        for r, label in E.progress_bar(jobs, progress, desc=f"{NAME} seed {seed}", unit="reduction"):
+        for r, label in reporting.progress_bar(jobs, progress, desc=f"{NAME} seed {seed}", unit="reduction"):
             method, finite = METHODS[label]
             clock = E.Stopwatch()
             kw = {"max_iter": cfg["h2_max_iter"]} if method == "h2" else {}
@@ -89,7 +91,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
             seconds = clock()
             ssm = ssm_parameter_count(small)
             yr = _logits(small, x)
-            row = {"seed": seed, "method": label, "d_state": r, "test_acc": E.accuracy(small, t.test),
+            row = {"seed": seed, "method": label, "d_state": r, "test_acc": accuracy(small, t.test),
                    "ssm_params": ssm, "ssm_removed": 1 - ssm / n_ssm,
                    "params_removed": 1 - parameter_count(small) / n_all,
                    "logit_rel_error": float((y - yr).norm() / y.norm()), "seconds": seconds,
@@ -124,13 +126,13 @@ def tables(res: dict) -> str:
                     + [E.fmt_ms(_vals(res, m, r, "test_acc")) for m in methods])
     L = res["seq_len"]
     out = [f"Test accuracy without retraining ({res['task']}; full model {E.fmt_ms(full_acc)}; "
-           f"seeds {seeds}; '-L' methods use horizon L = {L}):\n", E.md_table(head, rows)]
+           f"seeds {seeds}; '-L' methods use horizon L = {L}):\n", reporting.md_table(head, rows)]
     rows = [[r] + [E.fmt_ms(_vals(res, m, r, "logit_rel_error")) for m in methods] for r in cfg["ranks"]]
     out += ["\nRelative output error of the model, ||logits - logits_r|| / ||logits|| on the test set:\n",
-            E.md_table(["d_state"] + methods, rows)]
+            reporting.md_table(["d_state"] + methods, rows)]
     first = [row for row in res["rows"] if row["seed"] == seeds[0]]
     names = [lay["name"] for lay in first[0]["layers"]]
-    head = ["d_state", "method"] + [f"{n}: {q}" for n in names for q in ("bound", "H∞ error", f"kernel error over L")]
+    head = ["d_state", "method"] + [f"{n}: {q}" for n in names for q in ("bound", "H∞ error", "kernel error over L")]
     rows = []
     for row in sorted(first, key=lambda r: (-r["d_state"], methods.index(r["method"]))):
         cells = []
@@ -141,9 +143,9 @@ def tables(res: dict) -> str:
     out += [f"\nLayerwise errors (seed {seeds[0]}), the report's numbers: 'bound' the guaranteed bound on "
             "max over channels of ||G - G_r||_∞ (BT and modal, infinite horizon only), 'H∞ error' its measured "
             f"value, 'kernel error over L' = ||K - K_r||_F / ||K||_F over the first L = {L} steps:\n",
-            E.md_table(head, rows)]
+            reporting.md_table(head, rows)]
     rows = [[m, f"{np.sum([row['seconds'] for row in res['rows'] if row['method'] == m]):.0f} s"] for m in methods]
-    out += ["\nTime spent reducing (all ranks and seeds):\n", E.md_table(["method", "seconds"], rows)]
+    out += ["\nTime spent reducing (all ranks and seeds):\n", reporting.md_table(["method", "seconds"], rows)]
     return "\n".join(out)
 
 
@@ -220,7 +222,7 @@ def reading(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """Accuracy against SSM parameters removed (left) and the largest layer kernel error over L (right)."""
-    plt = E.pyplot()
+    plt = reporting.pyplot()
     cfg = res["config"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     full = float(np.mean([f["test_acc"] for f in res["full"]]))

@@ -35,6 +35,8 @@ import torch
 from dssm_kernels import tasks
 from dssm_kernels.nn.s5 import MIN_DECAY as S5_MIN_DECAY
 from dssm_kernels.workflows import _exp_common as E
+from dssm_kernels.workflows import reporting
+from dssm_kernels.workflows.training import accuracy
 
 NAME = "ptd-robustness"
 TITLE = "PTD against LegS-style initialisation under Fourier-mode input noise (seed 003)"
@@ -112,7 +114,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
         raise ValueError(f"{NAME}: inits must include 'legs' (its spikes are the attack), got {inits}")
     jobs = [(s, i) for s in cfg["seeds"] for i in inits]
     models = {}
-    for seed, init in E.progress_bar(jobs, progress, desc=NAME, unit="model"):
+    for seed, init in reporting.progress_bar(jobs, progress, desc=NAME, unit="model"):
         m = E.make_model(t, layer="s5", d_model=cfg["d_model"], d_state=cfg["d_state"], n_layers=cfg["n_layers"],
                          seed=seed, layer_kwargs={**cfg["inits"][init], "ssm_lr": cfg["ssm_lr"]})
         g_init = gain(m.blocks[0].layer, w)
@@ -144,7 +146,7 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
                 # the same noise for every init, except at each one's own peaks
                 noise_seed = 1000 * seed + 10 * k + (i if kind == "own-peaks" else 0)
                 noise = make_noise(tuple(x.shape), freqs[kind], noise_seed)
-                row["acc"][kind] = [E.accuracy(m, (perturb(x, noise, eps), y)) for eps in cfg["eps"]]
+                row["acc"][kind] = [accuracy(m, (perturb(x, noise, eps), y)) for eps in cfg["eps"]]
     return {"config": cfg, "task": t.describe(), "seq_len": t.seq_len, "frequencies": w.tolist(), "runs": runs}
 
 
@@ -175,16 +177,16 @@ def tables(res: dict) -> str:
                      E.fmt_ms(_per_init(res, init, lambda r: r["median_gain"]), 2),
                      ", ".join(f"{p:.3f}" for p in first["peaks"])])
     out = [f"Clean accuracy and the first layer's gain max_w |G(e^{{iw}})| (largest singular value), mean ± std "
-           f"over seeds {seeds}:\n", E.md_table(head, rows)]
+           f"over seeds {seeds}:\n", reporting.md_table(head, rows)]
     eps = [e for e in res["config"]["eps"] if e > 0]
     rows = [[kind] + [E.fmt_ms(_drops(res, init, kind)) for init in inits] for kind in NOISES]
     out += [f"\nAccuracy lost to each noise (clean minus noisy), averaged over the noise levels {eps}:\n",
-            E.md_table(["noise"] + inits, rows)]
+            reporting.md_table(["noise"] + inits, rows)]
     for kind in NOISES:
         rows = [[f"{e:g}"] + [E.fmt_ms(_per_init(res, init, lambda r: r["acc"][kind][j])) for init in inits]
                 for j, e in enumerate(res["config"]["eps"])]
         out += [f"\nNoise \"{kind}\": test accuracy against noise RMS / input RMS:\n",
-                E.md_table(["noise RMS / input RMS"] + inits, rows)]
+                reporting.md_table(["noise RMS / input RMS"] + inits, rows)]
     return "\n".join(out)
 
 
@@ -250,7 +252,7 @@ def reading(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """Accuracy against noise level per noise kind (one panel each) and the first layer's gain curves."""
-    plt = E.pyplot()
+    plt = reporting.pyplot()
     fig, axes = plt.subplots(1, len(NOISES) + 1, figsize=(4 * (len(NOISES) + 1), 3.8))
     eps = res["config"]["eps"]
     styles = ("o-", "s--", "^:", "v-.")

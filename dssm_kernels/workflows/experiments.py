@@ -20,7 +20,7 @@ import json
 import os
 
 from dssm_kernels.workflows import _exp_common as E
-from dssm_kernels.workflows import preflight
+from dssm_kernels.workflows import preflight, reporting
 
 DEFAULT_OUT = "docs/experiments"
 _MODULES = {"bt-init": "exp_bt_init", "compression": "exp_compression", "ptd-robustness": "exp_ptd_robustness"}
@@ -54,10 +54,10 @@ def run(name: str, out: str = DEFAULT_OUT, quick: bool = False, *, progress: boo
     clock = E.Stopwatch()
     with E.fixed_threads():
         res = mod.run(dict(mod.QUICK if quick else mod.DEFAULT), progress=progress, log=log)
-        res.update(name=name, quick=quick, command=E.command(name, out, quick, DEFAULT_OUT), machine=E.machine(),
-                   threads=E.THREADS)
+        res.update(name=name, quick=quick, command=E.command(name, out, quick, DEFAULT_OUT),
+                   machine=reporting.machine(), threads=E.THREADS)
     res["seconds"] = clock()
-    paths = E.write_outputs(out, name, res, _markdown(mod, res), mod.plot)
+    paths = reporting.write_outputs(out, name, res, _markdown(mod, res), mod.plot)
     log(mod.tables(res))
     log(mod.reading(res))
     log(f"wrote {', '.join(paths)} ({res['seconds']:.0f} s)")
@@ -73,7 +73,7 @@ def render(name: str, out: str = DEFAULT_OUT) -> list[str]:
         raise ValueError(f"experiments.render: no results at {path!r}; run the experiment first")
     with open(path) as f:
         res = json.load(f)
-    return E.write_outputs(out, name, res, _markdown(mod, res), mod.plot)
+    return reporting.write_outputs(out, name, res, _markdown(mod, res), mod.plot)
 
 
 def _markdown(mod, res: dict) -> str:

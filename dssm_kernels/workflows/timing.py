@@ -11,6 +11,8 @@ import time
 
 import torch
 
+from dssm_kernels._validate import check_int
+
 MODES = ("conv", "scan", "step")
 
 
@@ -56,8 +58,7 @@ def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, mi
     millisecond call is mostly timer and scheduler noise); each round then times k calls per model,
     the models interleaved round-robin so machine noise hits all of them alike; the median over
     `repeats` rounds of the per-call time is reported."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"time_models: repeats must be an int >= 1, got {repeats!r}")
+    check_int("time_models", "repeats", repeats)
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"time_models: modes must be a non-empty selection of {MODES}, got {tuple(modes)!r}")

@@ -30,6 +30,8 @@
 #include <omp.h>
 #endif
 
+DSSM_WIDE_VECTORS_BEGIN
+
 namespace dssm {
 namespace kernels {
 namespace cauchy {
@@ -320,3 +322,5 @@ void cauchy_modes(const T* g, const T* v, const T* z, const T* w, T* gv, T* gw, 
 }  // namespace cauchy
 }  // namespace kernels
 }  // namespace dssm
+
+DSSM_WIDE_VECTORS_END

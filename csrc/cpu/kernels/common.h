@@ -8,6 +8,20 @@
 #include <omp.h>
 #endif
 
+// Every kernel header wraps its code in DSSM_WIDE_VECTORS_BEGIN / _END: where the target has AVX-512,
+// GCC's auto-vectorised loops use 512-bit vectors whatever the build flags say. GCC otherwise prefers
+// 256-bit vectors on Intel targets (-march=cooperlake, icelake-server, ...: half the lanes per FMA)
+// unless built with -mprefer-vector-width=512, as setup.py and CMakeLists.txt do; a build by other
+// means (another build system, a flag dropped) would fall back to half width silently. The vector-
+// extension types of simd.h are 512-bit under AVX-512 regardless. AVX2-only targets are untouched.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#define DSSM_WIDE_VECTORS_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"prefer-vector-width=512\")")
+#define DSSM_WIDE_VECTORS_END _Pragma("GCC pop_options")
+#else
+#define DSSM_WIDE_VECTORS_BEGIN
+#define DSSM_WIDE_VECTORS_END
+#endif
+
 namespace dssm {
 namespace kernels {
 namespace common {

@@ -35,6 +35,8 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
+DSSM_WIDE_VECTORS_BEGIN
+
 namespace dssm {
 namespace kernels {
 namespace diag_scan {
@@ -151,6 +153,8 @@ void bwd(const T* dA, int64_t dA_stride, const T* state, const T* xs, const T* g
 }  // namespace diag_scan
 }  // namespace kernels
 }  // namespace dssm
+
+DSSM_WIDE_VECTORS_END
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

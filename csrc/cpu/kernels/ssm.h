@@ -33,6 +33,7 @@
 #pragma once
 
 #include "common.h"
+#include "simd.h"
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -51,36 +52,13 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector)
-#define DSSM_SSM_HAVE_SHUFFLE 1
-#endif
-#endif
+DSSM_WIDE_VECTORS_BEGIN
 
 namespace dssm {
 namespace kernels {
 namespace ssm {
 
-// Vector width: one 512-bit register with AVX-512; 256 bits on x86 without it (AVX2: twice the
-// registers of the 512-bit emulation would not fit the sixteen ymm registers); 512 bits elsewhere.
-#if defined(__x86_64__) && !defined(__AVX512F__)
-#define DSSM_SSM_VEC_BYTES 32
-#else
-#define DSSM_SSM_VEC_BYTES 64
-#endif
-
-template <class T>
-struct Vec;
-template <>
-struct Vec<float> {
-  typedef float type __attribute__((vector_size(DSSM_SSM_VEC_BYTES)));
-  static constexpr int W = DSSM_SSM_VEC_BYTES / 4;
-};
-template <>
-struct Vec<double> {
-  typedef double type __attribute__((vector_size(DSSM_SSM_VEC_BYTES)));
-  static constexpr int W = DSSM_SSM_VEC_BYTES / 8;
-};
+using simd::Vec;
 
 // Forward time block: steps per pass of an M-group of modes (rounded to a multiple of the chunk).
 constexpr int64_t kFwdBlock = 256;
@@ -99,175 +77,21 @@ constexpr int64_t kStepParallelWork = int64_t(1) << 12;
 namespace detail {
 
 using common::team_size;
+using simd::cplx_in;
+using simd::VecBuf;
 
-// An uninitialised, vector-aligned array of n vectors of T (std::vector of the vector type would
-// drop its attributes in the template argument).
-template <class T>
-class VecBuf {
- public:
-  using V = typename Vec<T>::type;
-  explicit VecBuf(size_t n)
-      : p_(static_cast<V*>(::operator new(sizeof(V) * (n > 0 ? n : 1), std::align_val_t(alignof(V))))) {}
-  ~VecBuf() { ::operator delete(p_, std::align_val_t(alignof(V))); }
-  VecBuf(const VecBuf&) = delete;
-  VecBuf& operator=(const VecBuf&) = delete;
-  V* data() { return p_; }
-  V& operator[](size_t i) { return p_[i]; }
-
- private:
-  V* p_;
+// A complex number as a pair of reals (scalars, or vectors of rows).
+template <class V>
+struct Complex {
+  V re, im;
 };
 
-#ifdef DSSM_SSM_HAVE_SHUFFLE
-// One butterfly stage of the in-register W x W transpose (Eklundh): rows a = i and b = i + S (bit S
-// of i clear) swap their S x S off-diagonal blocks.
-template <class V, int W, int S, size_t... C>
-inline void butterfly(V& a, V& b, std::index_sequence<C...>) {
-  const V lo = __builtin_shufflevector(a, b, ((C & S) ? W + C - S : C)...);
-  const V hi = __builtin_shufflevector(a, b, ((C & S) ? W + C : C + S)...);
-  a = lo;
-  b = hi;
-}
-
-template <class V, int W, int S>
-inline void transpose_stage(V* r) {
-  for (int i = 0; i < W; ++i)
-    if ((i & S) == 0) butterfly<V, W, S>(r[i], r[i + S], std::make_index_sequence<W>());
-}
-
-// r[k][l] <- r[l][k] for a W x W block held in W vectors.
-template <class T>
-inline void transpose_block(typename Vec<T>::type* r) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::W;
-  if constexpr (W >= 16) transpose_stage<V, W, 8>(r);
-  if constexpr (W >= 8) transpose_stage<V, W, 4>(r);
-  transpose_stage<V, W, 2>(r);
-  transpose_stage<V, W, 1>(r);
-}
-#endif
-
-// Prefetch src[(r0 + l) * ld + t0 + j], j < nt, l < nr: the rows of the next time block.
-template <class T>
-inline void prefetch_rows(const T* src, int64_t ld, int64_t r0, int nr, int64_t t0, int64_t nt) {
-#if defined(__GNUC__)
-  for (int l = 0; l < nr; ++l) {
-    const char* q = reinterpret_cast<const char*>(src + (r0 + l) * ld + t0);
-    for (int64_t off = 0; off < nt * int64_t(sizeof(T)); off += 64) __builtin_prefetch(q + off);
-  }
-#else
-  (void)src; (void)ld; (void)r0; (void)nr; (void)t0; (void)nt;
-#endif
-}
-
-// tile[j][l] = src[(r0 + l) * ld + t0 + j] for j < nt, l < nr; lanes past nr get zeros.
-template <class T>
-inline void tile_in(const T* src, int64_t ld, int64_t r0, int nr, int64_t t0, int64_t nt,
-                    typename Vec<T>::type* tile) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::W;
-  int64_t j0 = 0;
-#ifdef DSSM_SSM_HAVE_SHUFFLE
-  if (nr == W) {
-    for (; j0 + W <= nt; j0 += W) {
-      V r[W];
-      for (int l = 0; l < W; ++l) std::memcpy(&r[l], src + (r0 + l) * ld + t0 + j0, sizeof(V));
-      transpose_block<T>(r);
-      for (int k = 0; k < W; ++k) tile[j0 + k] = r[k];
-    }
-  }
-#endif
-  T* dst = reinterpret_cast<T*>(tile);
-  for (int l = 0; l < W; ++l) {
-    if (l < nr) {
-      const T* s = src + (r0 + l) * ld + t0;
-      for (int64_t j = j0; j < nt; ++j) dst[j * W + l] = s[j];
-    } else {
-      for (int64_t j = j0; j < nt; ++j) dst[j * W + l] = T(0);
-    }
-  }
-}
-
-// dst[(r0 + l) * ld + t0 + j] = tile[j][l] for j < nt, l < nr.
-template <class T>
-inline void tile_out(const typename Vec<T>::type* tile, int64_t ld, int64_t r0, int nr, int64_t t0,
-                     int64_t nt, T* dst) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::W;
-  int64_t j0 = 0;
-#ifdef DSSM_SSM_HAVE_SHUFFLE
-  if (nr == W) {
-    for (; j0 + W <= nt; j0 += W) {
-      V r[W];
-      for (int k = 0; k < W; ++k) r[k] = tile[j0 + k];
-      transpose_block<T>(r);
-      for (int l = 0; l < W; ++l) std::memcpy(dst + (r0 + l) * ld + t0 + j0, &r[l], sizeof(V));
-    }
-  }
-#endif
-  const T* s = reinterpret_cast<const T*>(tile);
-  for (int l = 0; l < nr; ++l) {
-    T* d = dst + (r0 + l) * ld + t0;
-    for (int64_t j = j0; j < nt; ++j) d[j] = s[j * W + l];
-  }
-}
-
-// Complex vectors of N modes, one per lane: buf[2n] / buf[2n + 1] (re / im over lanes) <- the
-// interleaved rows[l][2n], rows[l][2n + 1]; a null row (or l >= nr) gives zeros.
-template <class T>
-inline void cplx_in(const T* const* rows, int nr, int64_t N, typename Vec<T>::type* buf) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::W;
-  int64_t n0 = 0;
-#ifdef DSSM_SSM_HAVE_SHUFFLE
-  bool all = nr == W;
-  for (int l = 0; l < nr; ++l) all = all && rows[l] != nullptr;
-  if (all) {
-    for (; n0 + W / 2 <= N; n0 += W / 2) {  // W/2 modes: a W x W block
-      V r[W];
-      for (int l = 0; l < W; ++l) std::memcpy(&r[l], rows[l] + 2 * n0, sizeof(V));
-      transpose_block<T>(r);
-      for (int k = 0; k < W; ++k) buf[2 * n0 + k] = r[k];
-    }
-  }
-#endif
-  for (int64_t n = n0; n < N; ++n) {
-    for (int l = 0; l < W; ++l) {
-      const bool ok = l < nr && rows[l] != nullptr;
-      buf[2 * n][l] = ok ? rows[l][2 * n] : T(0);
-      buf[2 * n + 1][l] = ok ? rows[l][2 * n + 1] : T(0);
-    }
-  }
-}
-
-// rows[l][2n], rows[l][2n + 1] = buf[2n][l], buf[2n + 1][l] for l < nr.
-template <class T>
-inline void cplx_out(const typename Vec<T>::type* buf, int64_t N, T* const* rows, int nr) {
-  using V = typename Vec<T>::type;
-  constexpr int W = Vec<T>::W;
-  int64_t n0 = 0;
-#ifdef DSSM_SSM_HAVE_SHUFFLE
-  if (nr == W) {
-    for (; n0 + W / 2 <= N; n0 += W / 2) {
-      V r[W];
-      for (int k = 0; k < W; ++k) r[k] = buf[2 * n0 + k];
-      transpose_block<T>(r);
-      for (int l = 0; l < W; ++l) std::memcpy(rows[l] + 2 * n0, &r[l], sizeof(V));
-    }
-  }
-#endif
-  for (int l = 0; l < nr; ++l) {
-    for (int64_t n = n0; n < N; ++n) {
-      rows[l][2 * n] = buf[2 * n][l];
-      rows[l][2 * n + 1] = buf[2 * n + 1][l];
-    }
-  }
-}
-
-// Row pointers base + (r0 + l) * stride + offset for the lanes of a group (null base: all null).
-template <class P>
-inline void lane_rows(P* base, int64_t stride, int64_t offset, int64_t r0, int nr, int W, P** rows) {
-  for (int l = 0; l < W; ++l) rows[l] = (base != nullptr && l < nr) ? base + (r0 + l) * stride + offset : nullptr;
+// x' = dA x + dB u for one mode: (dB u) first, so each new component is two FMAs deep in the old
+// state. V is a vector of rows (the scans) or a scalar (the steps), u its input. (Returned by value:
+// GCC vectorised the steps' interleaved loops ~10% slower from an in-place, by-reference form.)
+template <class V, class U>
+inline Complex<V> updated_state(V ar, V ai, V br, V bi, U u, V xr, V xi) {
+  return {br * u - ai * xi + ar * xr, bi * u + ai * xr + ar * xi};
 }
 
 // Per-row-group parameters, lanes = rows: A[2n], A[2n + 1] = re, im of dA[h, n] (likewise B, C).
@@ -312,15 +136,11 @@ inline void fwd_run(const GroupParams<T>& p, int64_t m0, typename Vec<T>::type* 
     const V uu = ut[j];
     V acc = yt[j];
     for (int m = 0; m < M; ++m) {
-      // x' = dA x + dB u: (dB u) first, so each new component is two FMAs deep in the old state.
-      V nr = br[m] * uu - ai[m] * si[m];
-      V ni = bi[m] * uu + ai[m] * sr[m];
-      nr = nr + ar[m] * sr[m];
-      ni = ni + ar[m] * si[m];
-      sr[m] = nr;
-      si[m] = ni;
-      acc = acc + cr[m] * nr;  // y += 2 Re(C x'), off the chain
-      acc = acc - ci[m] * ni;
+      const Complex<V> x = updated_state(ar[m], ai[m], br[m], bi[m], uu, sr[m], si[m]);
+      sr[m] = x.re;
+      si[m] = x.im;
+      acc = acc + cr[m] * sr[m];  // y += 2 Re(C x'), off the chain
+      acc = acc - ci[m] * si[m];
     }
     yt[j] = acc;
   }
@@ -372,14 +192,11 @@ inline void bwd_rebuild(const GroupParams<T>& p, int64_t m0, const typename Vec<
     const V uu = ut[j];
     V* dst = xb + (j + 1) * 2 * M;
     for (int m = 0; m < M; ++m) {
-      V nr = br[m] * uu - ai[m] * si[m];
-      V ni = bi[m] * uu + ai[m] * sr[m];
-      nr = nr + ar[m] * sr[m];
-      ni = ni + ar[m] * si[m];
-      sr[m] = nr;
-      si[m] = ni;
-      dst[2 * m] = nr;
-      dst[2 * m + 1] = ni;
+      const Complex<V> x = updated_state(ar[m], ai[m], br[m], bi[m], uu, sr[m], si[m]);
+      sr[m] = x.re;
+      si[m] = x.im;
+      dst[2 * m] = sr[m];
+      dst[2 * m + 1] = si[m];
     }
   }
 }
@@ -491,8 +308,8 @@ void scan_fwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
 #pragma omp parallel num_threads(detail::team_size(num_threads, G))
   {
     detail::GroupParams<T> p(N);
-    detail::VecBuf<T> xs(2 * size_t(N)), ut(tile_len), yt(tile_len);
-    detail::VecBuf<T> ckb(ckpt != nullptr ? size_t(ck_per_block) * 2 * N : 0);
+    simd::VecBuf<T> xs(2 * size_t(N)), ut(tile_len), yt(tile_len);
+    simd::VecBuf<T> ckb(ckpt != nullptr ? size_t(ck_per_block) * 2 * N : 0);
     const T* in_rows[W];
     T* out_rows[W];
 #pragma omp for schedule(static)
@@ -500,13 +317,13 @@ void scan_fwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
       const int64_t r0 = g * W;
       const int nr = int(std::min<int64_t>(W, R - r0));
       p.load(dA, dB, C, D, H, N, r0, nr);
-      detail::lane_rows<const T>(state, N * 2, 0, r0, nr, W, in_rows);
-      detail::cplx_in<T>(in_rows, nr, N, xs.data());
+      simd::lane_rows<const T>(state, N * 2, 0, r0, nr, W, in_rows);
+      simd::cplx_in<T>(in_rows, nr, N, xs.data());
       for (int64_t t0 = 0; t0 < L; t0 += TB) {
         const int64_t nt = std::min(TB, L - t0);
         const int64_t c_first = (t0 + chunk - 1) / chunk, c_end = (t0 + nt + chunk - 1) / chunk;
-        detail::tile_in<T>(u, L, r0, nr, t0, nt, ut.data());
-        if (t0 + TB < L) detail::prefetch_rows<T>(u, L, r0, nr, t0 + TB, std::min(TB, L - t0 - TB));
+        simd::tile_in<T>(u, L, r0, nr, t0, nt, ut.data());
+        if (t0 + TB < L) simd::prefetch_rows<T>(u, L, r0, nr, t0 + TB, std::min(TB, L - t0 - TB));
         for (int64_t j = 0; j < nt; ++j) yt[j] = p.Dv * ut[j];
         V* ck = ckpt != nullptr ? ckb.data() : nullptr;
         int64_t m0 = 0;
@@ -514,16 +331,16 @@ void scan_fwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
           detail::fwd_modes<T, M>(p, m0, N, xs.data(), ut.data(), yt.data(), t0, nt, ck, chunk, c_first);
         for (; m0 < N; ++m0)
           detail::fwd_modes<T, 1>(p, m0, N, xs.data(), ut.data(), yt.data(), t0, nt, ck, chunk, c_first);
-        detail::tile_out<T>(yt.data(), L, r0, nr, t0, nt, y);
+        simd::tile_out<T>(yt.data(), L, r0, nr, t0, nt, y);
         if (ckpt != nullptr) {
           for (int64_t c = c_first; c < c_end; ++c) {
-            detail::lane_rows<T>(ckpt, n_chunks * N * 2, c * N * 2, r0, nr, W, out_rows);
-            detail::cplx_out<T>(ckb.data() + (c - c_first) * 2 * N, N, out_rows, nr);
+            simd::lane_rows<T>(ckpt, n_chunks * N * 2, c * N * 2, r0, nr, W, out_rows);
+            simd::cplx_out<T>(ckb.data() + (c - c_first) * 2 * N, N, out_rows, nr);
           }
         }
       }
-      detail::lane_rows<T>(last, N * 2, 0, r0, nr, W, out_rows);
-      detail::cplx_out<T>(xs.data(), N, out_rows, nr);
+      simd::lane_rows<T>(last, N * 2, 0, r0, nr, W, out_rows);
+      simd::cplx_out<T>(xs.data(), N, out_rows, nr);
     }
   }
 }
@@ -550,8 +367,8 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
 #pragma omp parallel num_threads(detail::team_size(num_threads, G))
   {
     detail::GroupParams<T> p(N);
-    detail::VecBuf<T> carry(2 * size_t(N)), tot(12 * size_t(N)), x0(2 * size_t(N));
-    detail::VecBuf<T> ut(tile_len), gyt(tile_len), gut(tile_len), xb(size_t(TC + 1) * 2 * M);
+    simd::VecBuf<T> carry(2 * size_t(N)), tot(12 * size_t(N)), x0(2 * size_t(N));
+    simd::VecBuf<T> ut(tile_len), gyt(tile_len), gut(tile_len), xb(size_t(TC + 1) * 2 * M);
     const T* in_rows[W];
     T* out_rows[W];
     const V zero = {};
@@ -560,20 +377,20 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
       const int64_t r0 = g * W;
       const int nr = int(std::min<int64_t>(W, R - r0));
       p.load(dA, dB, C, D, H, N, r0, nr);
-      detail::lane_rows<const T>(g_last, N * 2, 0, r0, nr, W, in_rows);
-      detail::cplx_in<T>(in_rows, nr, N, carry.data());
+      simd::lane_rows<const T>(g_last, N * 2, 0, r0, nr, W, in_rows);
+      simd::cplx_in<T>(in_rows, nr, N, carry.data());
       for (int64_t i = 0; i < 12 * N; ++i) tot[i] = zero;
       V gd_sum = zero, gd_comp = zero;  // sum_t gy u, compensated like the other totals
       for (int64_t sp = n_spans - 1; sp >= 0; --sp) {
         const int64_t T0 = sp * SP;
         const int64_t ns = std::min(SP, L - T0);
-        detail::tile_in<T>(u, L, r0, nr, T0, ns, ut.data());
-        detail::tile_in<T>(gy, L, r0, nr, T0, ns, gyt.data());
+        simd::tile_in<T>(u, L, r0, nr, T0, ns, ut.data());
+        simd::tile_in<T>(gy, L, r0, nr, T0, ns, gyt.data());
         if (sp > 0) {  // the next span back in time: its inputs and checkpoints
-          detail::prefetch_rows<T>(u, L, r0, nr, T0 - SP, SP);
-          detail::prefetch_rows<T>(gy, L, r0, nr, T0 - SP, SP);
+          simd::prefetch_rows<T>(u, L, r0, nr, T0 - SP, SP);
+          simd::prefetch_rows<T>(gy, L, r0, nr, T0 - SP, SP);
           for (int64_t c = (T0 - SP) / chunk; c < T0 / chunk; ++c)
-            detail::prefetch_rows<T>(ckpt, n_chunks * N * 2, r0, nr, c * N * 2, N * 2);
+            simd::prefetch_rows<T>(ckpt, n_chunks * N * 2, r0, nr, c * N * 2, N * 2);
         }
         for (int64_t j = 0; j < ns; ++j) {
           gut[j] = p.Dv * gyt[j];
@@ -586,8 +403,8 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
           const int64_t t0 = c * chunk;
           const int64_t nt = std::min(chunk, L - t0);
           const int64_t o = t0 - T0;
-          detail::lane_rows<const T>(ckpt, n_chunks * N * 2, c * N * 2, r0, nr, W, in_rows);
-          detail::cplx_in<T>(in_rows, nr, N, x0.data());
+          simd::lane_rows<const T>(ckpt, n_chunks * N * 2, c * N * 2, r0, nr, W, in_rows);
+          simd::cplx_in<T>(in_rows, nr, N, x0.data());
           int64_t m0 = 0;
           for (; m0 + M <= N; m0 += M)
             detail::bwd_chunk<T, M, kBwdWalkModes>(p, m0, N, x0.data(), xb.data(), ut.data() + o, gyt.data() + o,
@@ -596,17 +413,82 @@ void scan_bwd(const T* u, const T* dA, const T* dB, const T* C, const T* D, cons
             detail::bwd_chunk<T, 1, 1>(p, m0, N, x0.data(), xb.data(), ut.data() + o, gyt.data() + o,
                                     gut.data() + o, nt, carry.data(), tot.data());
         }
-        detail::tile_out<T>(gut.data(), L, r0, nr, T0, ns, gu);
+        simd::tile_out<T>(gut.data(), L, r0, nr, T0, ns, gu);
       }
       for (int l = 0; l < nr; ++l) gD[r0 + l] = gd_sum[l];
       T* const outs[4] = {gstate, gdA, gdB, gC};
       for (int q = 0; q < 4; ++q) {
-        detail::lane_rows<T>(outs[q], N * 2, 0, r0, nr, W, out_rows);
-        detail::cplx_out<T>(q == 0 ? carry.data() : tot.data() + (q - 1) * 2 * N, N, out_rows, nr);
+        simd::lane_rows<T>(outs[q], N * 2, 0, r0, nr, W, out_rows);
+        simd::cplx_out<T>(q == 0 ? carry.data() : tot.data() + (q - 1) * 2 * N, N, out_rows, nr);
       }
     }
   }
 }
+
+namespace detail {
+
+// One row of step_fwd: x' = dA x + dB u over the N modes (x = 0 without a state), returns
+// sum_n Re(C x'). HasState selects the loop at compile time: the one without reads no state.
+template <class T, bool HasState>
+inline T step_row_fwd(T uu, const T* s, const T* a, const T* b, const T* c, T* x, int64_t N) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t n = 0; n < N; ++n) {
+    T xr, xi;
+    if constexpr (HasState) {
+      const Complex<T> q = updated_state(a[2 * n], a[2 * n + 1], b[2 * n], b[2 * n + 1], uu, s[2 * n], s[2 * n + 1]);
+      xr = q.re;
+      xi = q.im;
+    } else {  // from x = 0 the update is dB u
+      xr = b[2 * n] * uu;
+      xi = b[2 * n + 1] * uu;
+    }
+    x[2 * n] = xr;
+    x[2 * n + 1] = xi;
+    acc += c[2 * n] * xr - c[2 * n + 1] * xi;
+  }
+  return acc;
+}
+
+// One row of step_bwd, lambda = g_new + 2 gy conj(C) (g_new null: 0): writes gdB = lambda u,
+// gC = 2 gy conj(x') (x' rebuilt by updated_state) and, HasState, gstate = conj(dA) lambda and
+// gdA = lambda conj(state); returns Re(sum_n conj(dB) lambda).
+template <class T, bool HasState>
+inline T step_row_bwd(T uu, T gy, const T* s, const T* a, const T* b, const T* c, const T* gn, T* oS, T* oA,
+                      T* oB, T* oC, int64_t N) {
+  const T g2 = T(2) * gy;
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t n = 0; n < N; ++n) {
+    const T lr = g2 * c[2 * n] + (gn != nullptr ? gn[2 * n] : T(0));
+    const T li = (gn != nullptr ? gn[2 * n + 1] : T(0)) - g2 * c[2 * n + 1];
+    const T ar = a[2 * n], ai = a[2 * n + 1];
+    const T sr = HasState ? s[2 * n] : T(0), si = HasState ? s[2 * n + 1] : T(0);
+    T xr, xi;
+    if constexpr (HasState) {
+      const Complex<T> q = updated_state(ar, ai, b[2 * n], b[2 * n + 1], uu, sr, si);
+      xr = q.re;
+      xi = q.im;
+    } else {  // from x = 0 the update is dB u
+      xr = b[2 * n] * uu;
+      xi = b[2 * n + 1] * uu;
+    }
+    if (HasState) {
+      oS[2 * n] = ar * lr + ai * li;
+      oS[2 * n + 1] = ar * li - ai * lr;
+      oA[2 * n] = lr * sr + li * si;
+      oA[2 * n + 1] = li * sr - lr * si;
+    }
+    oB[2 * n] = lr * uu;
+    oB[2 * n + 1] = li * uu;
+    oC[2 * n] = g2 * xr;
+    oC[2 * n + 1] = -g2 * xi;
+    acc += b[2 * n] * lr + b[2 * n + 1] * li;
+  }
+  return acc;
+}
+
+}  // namespace detail
 
 // ssm_step forward: new = dA * state + dB * u, y = 2 Re(sum_n C * new) + D * u. state, D may be null.
 template <class T>
@@ -617,33 +499,13 @@ void step_fwd(const T* u, const T* state, const T* dA, const T* dB, const T* C, 
     num_threads(detail::team_size(num_threads, R))
   for (int64_t r = 0; r < R; ++r) {
     const int64_t h = r % H;
-    const T uu = u[r];
     const T* a = dA + h * N * 2;
     const T* b = dB + h * N * 2;
     const T* c = C + h * N * 2;
     T* x = xnew + r * N * 2;
-    T acc = 0;
-    if (state != nullptr) {
-      const T* s = state + r * N * 2;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const T xr = b[2 * n] * uu - a[2 * n + 1] * s[2 * n + 1] + a[2 * n] * s[2 * n];
-        const T xi = b[2 * n + 1] * uu + a[2 * n + 1] * s[2 * n] + a[2 * n] * s[2 * n + 1];
-        x[2 * n] = xr;
-        x[2 * n + 1] = xi;
-        acc += c[2 * n] * xr - c[2 * n + 1] * xi;
-      }
-    } else {
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const T xr = b[2 * n] * uu;
-        const T xi = b[2 * n + 1] * uu;
-        x[2 * n] = xr;
-        x[2 * n + 1] = xi;
-        acc += c[2 * n] * xr - c[2 * n + 1] * xi;
-      }
-    }
-    y[r] = T(2) * acc + (D != nullptr ? D[h] * uu : T(0));
+    const T acc = state != nullptr ? detail::step_row_fwd<T, true>(u[r], state + r * N * 2, a, b, c, x, N)
+                                   : detail::step_row_fwd<T, false>(u[r], nullptr, a, b, c, x, N);
+    y[r] = T(2) * acc + (D != nullptr ? D[h] * u[r] : T(0));
   }
 }
 
@@ -660,50 +522,14 @@ void step_bwd(const T* u, const T* state, const T* dA, const T* dB, const T* C, 
     num_threads(detail::team_size(num_threads, R))
   for (int64_t r = 0; r < R; ++r) {
     const int64_t h = r % H;
-    const T uu = u[r];
-    const T g2 = T(2) * gy[r];
+    const int64_t o = r * N * 2;
     const T* a = dA + h * N * 2;
     const T* b = dB + h * N * 2;
     const T* c = C + h * N * 2;
-    const T* gn = g_new == nullptr ? nullptr : g_new + r * N * 2;
-    T* oB = gdB + r * N * 2;
-    T* oC = gC + r * N * 2;
-    T acc = 0;
-    if (state != nullptr) {
-      const T* s = state + r * N * 2;
-      T* oS = gstate + r * N * 2;
-      T* oA = gdA + r * N * 2;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const T lr = g2 * c[2 * n] + (gn != nullptr ? gn[2 * n] : T(0));
-        const T li = (gn != nullptr ? gn[2 * n + 1] : T(0)) - g2 * c[2 * n + 1];
-        const T ar = a[2 * n], ai = a[2 * n + 1], sr = s[2 * n], si = s[2 * n + 1];
-        const T xr = b[2 * n] * uu - ai * si + ar * sr;
-        const T xi = b[2 * n + 1] * uu + ai * sr + ar * si;
-        oS[2 * n] = ar * lr + ai * li;
-        oS[2 * n + 1] = ar * li - ai * lr;
-        oA[2 * n] = lr * sr + li * si;
-        oA[2 * n + 1] = li * sr - lr * si;
-        oB[2 * n] = lr * uu;
-        oB[2 * n + 1] = li * uu;
-        oC[2 * n] = g2 * xr;
-        oC[2 * n + 1] = -g2 * xi;
-        acc += b[2 * n] * lr + b[2 * n + 1] * li;
-      }
-    } else {
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const T lr = g2 * c[2 * n] + (gn != nullptr ? gn[2 * n] : T(0));
-        const T li = (gn != nullptr ? gn[2 * n + 1] : T(0)) - g2 * c[2 * n + 1];
-        const T xr = b[2 * n] * uu;
-        const T xi = b[2 * n + 1] * uu;
-        oB[2 * n] = lr * uu;
-        oB[2 * n + 1] = li * uu;
-        oC[2 * n] = g2 * xr;
-        oC[2 * n + 1] = -g2 * xi;
-        acc += b[2 * n] * lr + b[2 * n + 1] * li;
-      }
-    }
+    const T* gn = g_new == nullptr ? nullptr : g_new + o;
+    const T acc = state != nullptr
+        ? detail::step_row_bwd<T, true>(u[r], gy[r], state + o, a, b, c, gn, gstate + o, gdA + o, gdB + o, gC + o, N)
+        : detail::step_row_bwd<T, false>(u[r], gy[r], nullptr, a, b, c, gn, nullptr, nullptr, gdB + o, gC + o, N);
     gu[r] = acc + (D != nullptr ? D[h] * gy[r] : T(0));
   }
 }
@@ -711,6 +537,8 @@ void step_bwd(const T* u, const T* state, const T* dA, const T* dB, const T* C, 
 }  // namespace ssm
 }  // namespace kernels
 }  // namespace dssm
+
+DSSM_WIDE_VECTORS_END
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

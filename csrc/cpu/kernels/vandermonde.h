@@ -46,6 +46,8 @@
 #include <omp.h>
 #endif
 
+DSSM_WIDE_VECTORS_BEGIN
+
 namespace dssm {
 namespace kernels {
 namespace vandermonde {
@@ -426,3 +428,5 @@ void power_sums(const T* w, const T* x, T* s, T* ds, int64_t R, int64_t N, int64
 }  // namespace vandermonde
 }  // namespace kernels
 }  // namespace dssm
+
+DSSM_WIDE_VECTORS_END
