@@ -5,7 +5,7 @@
     dssm reduce CKPT (--budget N | --fraction F | --d-state R | --tol T) [--method bt|bsp|modal|msp|h2|tlh2]
                [--allocate bound|last|energy|uniform] [--out CKPT]
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
-    dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
+    dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step, decode)
     dssm experiment NAME                            the seed papers' experiments at CPU scale
     dssm export CKPT --format onnx --out MODEL.onnx  the forward and the streaming step as ONNX graphs
 
@@ -461,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timing rounds; the median is reported (default %(default)s)")
     s.add_argument("--modes", nargs="+", default=None, choices=MODES,
                    help="views to time: conv (convolution), scan (recurrence over the sequence), step (token by "
-                        "token) (default: each one that every checkpoint's layers have)")
+                        "token, the model's step in eager torch), decode (token by token, deploy's StreamingDecoder) "
+                        "(default: each one that every checkpoint's layers have)")
 
     s = command("experiment", "one of the seed papers' experiments at CPU scale (results in docs/)",
                 "Run one of the seed papers' experiments at CPU scale and write NAME.json, NAME.md and NAME.png to "
