@@ -37,7 +37,8 @@ MAX_LAYERS = 64
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 MAX_REPEATS = 10_000
-MAX_HORIZON = 2 ** 20
+MAX_HORIZON = 10 ** 15    # --horizon: the Gramians' closed form costs O(log horizon)
+MAX_LENGTH = 2 ** 20      # --max-length: an S4 kernel of that length is stored in the exported graph
 MAX_SEED = 2 ** 32 - 1
 DEFAULT_BATCH = 16        # bench
 
@@ -484,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the forward graph's path, ending in .onnx (required)")
     s.add_argument("--graph", default="both", choices=["both", "forward", "step"],
                    help="which graphs: both (--out and its .step.onnx), or one of them to --out (default %(default)s)")
-    s.add_argument("--max-length", type=_int_type(1, MAX_HORIZON), default=4096,
+    s.add_argument("--max-length", type=_int_type(1, MAX_LENGTH), default=4096,
                    help="the longest input of the forward graph of S4 layers, whose kernel is stored "
                         "(default %(default)s; other layers take any length)")
     return p
