@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -282,10 +283,16 @@ INERT_LAM = -0.5 + 0.0j           # the mode a per-channel layout's padded modal
 class ChannelModes:
     """The modes of a SISO-per-channel layer whose channels keep different numbers of modes (what a
     model-wide state budget gives), stored flat: M = sum(counts) modes, grouped by count (ascending),
-    within a group channel by channel. Each group is an (H_g, n_g) block the ops run on as they are;
-    so the layer costs what its M modes cost, not H * max(counts) (a mask or padding would).
+    within a group channel by channel.
+
+    The ops run on at most MAX_BUCKETS blocks: consecutive groups merged into a bucket of H_b channels,
+    each padded to the bucket's largest count n_b with inert modes (every coefficient 0), the buckets
+    chosen to minimise the padded total sum H_b n_b. One op call per distinct count would cost a call's
+    overhead for each of up to H counts (a budget over 64 channels gave 17: the reduced layer stepped 20x
+    slower than the full one); padding everything to the largest count would cost H * max(counts).
 
     counts: H ints >= 1. groups: [(n_g, channels (H_g,) long tensor, offset into the flat modes)];
+    buckets: [(channels (H_b,), gather index (H_b, n_b) into the flat modes, M marking padding)];
     mode_channel: (M,) the channel of each flat mode; inverse: the channel order undoing the grouping."""
 
     def __init__(self, who: str, counts, H: int):
@@ -306,6 +313,14 @@ class ChannelModes:
         # (h, j) of each flat mode, to gather from / scatter to (H, max count) arrays
         self._rows = self.mode_channel
         self._cols = torch.cat([torch.arange(n).repeat(len(ch)) for n, ch, _ in self.groups])
+        self.buckets = []
+        for lo, hi in _bucket_ranges([n for n, _, _ in self.groups], [len(ch) for _, ch, _ in self.groups]):
+            chans = torch.cat([ch for _, ch, _ in self.groups[lo:hi]])
+            n_b = self.groups[hi - 1][0]
+            rows = [torch.cat([off + k * n + torch.arange(n), torch.full((n_b - n,), self.M)])
+                    for n, ch, off in self.groups[lo:hi] for k in range(len(ch))]
+            self.buckets.append((chans, torch.stack(rows)))
+        self.padded_modes = sum(idx.numel() for _, idx in self.buckets)
 
     @staticmethod
     def d_state(counts) -> int:
@@ -323,14 +338,46 @@ class ChannelModes:
         return out
 
     def blocks(self, flat: torch.Tensor):
-        """[(channels, (H_g, n_g) view)] of a flat (..., M) tensor."""
-        return [(ch.to(flat.device), flat[..., off:off + n * len(ch)].unflatten(-1, (len(ch), n)))
-                for n, ch, off in self.groups]
+        """[(channels, (..., H_b, n_b) block)] of a flat (..., M) tensor, one per bucket, padding 0."""
+        ext = torch.cat([flat, flat.new_zeros(flat.shape[:-1] + (1,))], -1)
+        return [(ch.to(flat.device), ext[..., idx.to(flat.device)]) for ch, idx in self.buckets]
+
+    def unblock(self, parts: list) -> torch.Tensor:
+        """The inverse of blocks: per-bucket (..., H_b, n_b) tensors back to the flat (..., M), padding dropped."""
+        return torch.cat([p.flatten(-2)[..., (idx < self.M).flatten().to(p.device)]
+                          for p, (_, idx) in zip(parts, self.buckets)], -1)
 
     def merge(self, parts: list, dim: int) -> torch.Tensor:
-        """Per-group results along `dim` (H_g channels each) back in channel order."""
+        """Per-bucket results along `dim` (H_b channels each) back in channel order."""
         cat = torch.cat(parts, dim)
         return cat.index_select(dim, self.inverse.to(cat.device))
+
+
+MAX_BUCKETS = 4   # op calls per view of a per-channel layout (ChannelModes)
+
+
+def _bucket_ranges(counts: list, sizes: list, k: int = MAX_BUCKETS) -> list:
+    """[(lo, hi)]: min(k, len(counts)) consecutive ranges of the groups (counts ascending, sizes channels
+    each) minimising the padded total, sum over ranges of (its channels) x (its largest count): an exact
+    dynamic programme. Using every range allowed is optimal: splitting a range never adds padding."""
+    G = len(counts)
+    cum = np.concatenate([[0.0], np.cumsum(sizes, dtype=float)])
+    top = np.concatenate([[0.0], np.asarray(counts, dtype=float)])   # top[j]: a range ending at group j - 1
+    cost = (cum[None, :] - cum[:, None]) * top[None, :]             # cost[i, j]: the range of groups [i, j)
+    cost[np.tril_indices(G + 1)] = np.inf                           # empty ranges
+    best = np.full(G + 1, np.inf)
+    best[0] = 0.0
+    choices = []
+    for _ in range(min(k, G)):                                      # best[j]: groups [0, j) in t + 1 ranges
+        total = best[:, None] + cost
+        choices.append(total.argmin(0))
+        best = total.min(0)
+    ranges, j = [], G
+    for choice in reversed(choices):
+        i = int(choice[j])
+        ranges.append((i, j))
+        j = i
+    return ranges[::-1]
 
 
 class DiagonalConvLayer(ConvSSMLayer):
@@ -377,7 +424,7 @@ class DiagonalConvLayer(ConvSSMLayer):
         return x if self.layout is None else self.layout.to_padded(x, fill)
 
     def _vandermonde(self, v: torch.Tensor, x: torch.Tensor, L: int) -> torch.Tensor:
-        """dk.vandermonde (H, L) of per-mode v, x: (H, N), or (M,) run group by group."""
+        """dk.vandermonde (H, L) of per-mode v, x: (H, N), or (M,) run bucket by bucket (padding: v = 0)."""
         if self.layout is None:
             return dk.vandermonde(v, x, L, backend=self.backend)
         parts = [dk.vandermonde(vg, xg, L, backend=self.backend)
@@ -405,8 +452,8 @@ class DiagonalConvLayer(ConvSSMLayer):
         for (ch, s), (_, a), (_, b), (_, c) in zip(*(self.layout.blocks(t) for t in (state, dA, dB, C))):
             y, s = dk.ssm_step(u_t.index_select(1, ch), s, a, b, c, self.D.index_select(0, ch), backend=self.backend)
             ys.append(y)
-            states.append(s.flatten(1))
-        return self.layout.merge(ys, 1), torch.cat(states, 1)
+            states.append(s)
+        return self.layout.merge(ys, 1), self.layout.unblock(states)
 
     def scan(self, u: torch.Tensor, state: torch.Tensor | None = None):
         """The recurrent view over a whole sequence (dk.ssm_scan): (y like forward(u), last state as
@@ -419,10 +466,10 @@ class DiagonalConvLayer(ConvSSMLayer):
         if self.layout is None:
             y, last = dk.ssm_scan(x, dA, dB, C, self.D, state, backend=self.backend)
             return self._restore(y), last
-        st = self.layout.blocks(state) if state is not None else [(None, None)] * len(self.layout.groups)
+        st = self.layout.blocks(state) if state is not None else [(None, None)] * len(self.layout.buckets)
         ys, lasts = [], []
         for (ch, a), (_, b), (_, c), (_, s) in zip(*(self.layout.blocks(t) for t in (dA, dB, C)), st):
             y, last = dk.ssm_scan(x.index_select(1, ch), a, b, c, self.D.index_select(0, ch), s, backend=self.backend)
             ys.append(y)
-            lasts.append(last.flatten(1))
-        return self._restore(self.layout.merge(ys, 1)), torch.cat(lasts, 1)
+            lasts.append(last)
+        return self._restore(self.layout.merge(ys, 1)), self.layout.unblock(lasts)

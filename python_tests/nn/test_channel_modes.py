@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dssm_kernels.nn import DSS, S4D, SequenceClassifier
-from dssm_kernels.nn._base import ChannelModes
+from dssm_kernels.nn._base import MAX_BUCKETS, ChannelModes, _bucket_ranges
 
 COUNTS = [1, 4, 2, 4, 1]
 MAKERS = {
@@ -19,12 +19,15 @@ MAKERS = {
 
 def _pair(kind, dtype=torch.float64, backend="auto"):
     """(uniform layer with the modes beyond COUNTS switched off, the per-channel layer holding the rest)."""
-    full = MAKERS[kind](dtype=dtype, backend=backend)
+    return _split(MAKERS[kind](dtype=dtype, backend=backend), COUNTS)
+
+
+def _split(full, counts):
     f = full.modal_form()
     C = f["C"].clone()
-    for h, n in enumerate(COUNTS):
+    for h, n in enumerate(counts):
         C[h, n:] = 0
-    return full.with_modal_form(f["lam"], f["B"], C), full.with_modal_form(f["lam"], f["B"], f["C"], channel_modes=COUNTS)
+    return full.with_modal_form(f["lam"], f["B"], C), full.with_modal_form(f["lam"], f["B"], f["C"], channel_modes=counts)
 
 
 def _steps(m, u):
@@ -35,7 +38,7 @@ def _steps(m, u):
     return torch.stack(ys, 1), state
 
 
-# Triton runs interpreted on a CPU (seconds per call): one kind covers its group-by-group path
+# Triton runs interpreted on a CPU (seconds per call): one kind covers its bucket-by-bucket path
 @pytest.mark.parametrize("kind,backend", [(k, b) for k in MAKERS for b in ("reference", "cpp")] + [("s4d-zoh", "triton")])
 def test_equals_the_uniform_layer_with_modes_switched_off(kind, backend):
     """conv, scan and step of the per-channel layer against the uniform one's forward, float64: the same
@@ -53,6 +56,38 @@ def test_equals_the_uniform_layer_with_modes_switched_off(kind, backend):
         torch.testing.assert_close(steps, y, rtol=0, atol=tol)
         torch.testing.assert_close(last, state, rtol=0, atol=tol)
         assert last.shape == rag.default_state(2).shape == (2, sum(COUNTS))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_more_counts_than_buckets(backend):
+    """Seven distinct counts run as MAX_BUCKETS padded blocks (inert padding: every coefficient 0): conv,
+    scan and step still equal the uniform layer with the modes switched off, to 1e-12 of the output."""
+    counts = [1, 2, 3, 4, 5, 6, 8]
+    ref, rag = _split(S4D(7, 16, seed=0, dtype=torch.float64, backend=backend), counts)
+    assert len(rag.layout.groups) == 7 and len(rag.layout.buckets) == MAX_BUCKETS
+    assert sum(counts) < rag.layout.padded_modes < 7 * max(counts)
+    u = torch.randn(2, 33, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = ref(u)
+        tol = 1e-12 * y.abs().max().item()
+        torch.testing.assert_close(rag(u), y, rtol=0, atol=tol)
+        ys, last = rag.scan(u)
+        torch.testing.assert_close(ys, y, rtol=0, atol=tol)
+        steps, state = _steps(rag, u)
+        torch.testing.assert_close(steps, y, rtol=0, atol=tol)
+        torch.testing.assert_close(last, state, rtol=0, atol=tol)
+
+
+def test_bucket_ranges_minimise_the_padding():
+    """The dynamic programme against every split of 6 groups into 3 ranges."""
+    import itertools
+    counts, sizes = [1, 2, 3, 8, 9, 30], [10, 5, 5, 2, 2, 1]
+    got = _bucket_ranges(counts, sizes, k=3)
+
+    def padded(ranges):
+        return sum(sum(sizes[lo:hi]) * counts[hi - 1] for lo, hi in ranges)
+    splits = [[(0, a), (a, b), (b, 6)] for a, b in itertools.combinations(range(1, 6), 2)]
+    assert len(got) == 3 and padded(got) == min(padded(r) for r in splits)
 
 
 @pytest.mark.parametrize("kind", list(MAKERS))
