@@ -13,12 +13,18 @@ energy, uniform) x f in 50 / 25 / 20 / 12.5 / 6.25 % of the model's states, and 
 Writes OUT/reduce_trained.json (every row) and OUT/reduce_trained.md (a table per kind, and per kind the most
 states removed within 1 point of the full model's accuracy). The trained models are saved as checkpoints in
 OUT and reused by a later run with the same settings (training is half the time). Everything is seeded.
+Kinds can run in separate processes and be combined into one table:
+
+    python examples/reduce_trained.py --layers s4d dss s4 --out /tmp/rt_a
+    python examples/reduce_trained.py --layers s5 lru --out /tmp/rt_b
+    python examples/reduce_trained.py --combine /tmp/rt_a /tmp/rt_b --out results/reduce_trained
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 
@@ -77,10 +83,10 @@ def sweep(kind: str, model, task, a) -> list:
     return rows
 
 
-def markdown(rows: list, a, machine: str, seconds: float) -> str:
+def markdown(rows: list, a, machine: str, seconds: float, command: str) -> str:
     lines = [f"# Reduction without retraining: accuracy at a fraction of the states (digits, 2 layers, d_model "
              f"{a.d_model}, d_state {a.d_state})", "",
-             f"`python examples/reduce_trained.py --out {a.out}` ({machine}; {seconds / 60:.0f} min in all; h2 and "
+             f"`{command}` ({machine}; {seconds / 60:.0f} min in all; h2 and "
              f"tlh2 run {a.h2_iters} L-BFGS iterations). Test accuracy (360 images) of each reduced model, no "
              "retraining; in brackets the drop in points from the full model.", ""]
     best = []
@@ -116,6 +122,37 @@ def markdown(rows: list, a, machine: str, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(out: str, a, rows: list, task_text: str, machine: str, seconds: float, command: str) -> str:
+    """OUT/reduce_trained.json and .md; the Markdown text."""
+    with open(os.path.join(out, "reduce_trained.json"), "w") as f:
+        json.dump(dict(args=vars(a), task=task_text, machine=machine, seconds=seconds, command=command, rows=rows),
+                  f, indent=1, default=float)
+    text = markdown(rows, a, machine, seconds, command)
+    with open(os.path.join(out, "reduce_trained.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def combine(a) -> None:
+    """--combine DIR ...: one table from runs of separate kinds (say, in parallel processes), same settings."""
+    runs = []
+    for folder in a.combine:
+        with open(os.path.join(folder, "reduce_trained.json")) as f:
+            runs.append(json.load(f))
+    settings = {k: v for k, v in runs[0]["args"].items() if k not in ("out", "layers", "combine")}
+    for r in runs[1:]:
+        other = {k: v for k, v in r["args"].items() if k not in ("out", "layers", "combine")}
+        if other != settings:
+            raise SystemExit(f"--combine: the runs' settings differ: {settings} against {other}")
+    rows = [row for kind in KINDS for r in runs for row in r["rows"] if row["kind"] == kind]
+    merged = argparse.Namespace(**settings, out=a.out, layers=[k for k in KINDS if any(r["kind"] == k for r in rows)],
+                                combine=a.combine)
+    command = " ; ".join(r["command"] for r in runs) + f" ; python examples/reduce_trained.py --combine " \
+        f"{' '.join(a.combine)} --out {a.out}"
+    os.makedirs(a.out, exist_ok=True)
+    print(write(a.out, merged, rows, runs[0]["task"], runs[0]["machine"], sum(r["seconds"] for r in runs), command))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="results/reduce_trained", help="folder for checkpoints and results")
@@ -128,22 +165,21 @@ def main():
     p.add_argument("--allocations", nargs="+", default=list(ALLOCATIONS), choices=ALLOCATIONS)
     p.add_argument("--h2-iters", type=int, default=50, help="L-BFGS iterations of h2 / tlh2 (default 50)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--combine", nargs="+", metavar="DIR", help="no training: one table in --out from the results of "
+                   "runs of separate --layers in these folders")
     a = p.parse_args()
+    if a.combine:
+        return combine(a)
     os.makedirs(a.out, exist_ok=True)
     torch.manual_seed(a.seed)
     task = tasks.load("digits", seed=a.seed)
+    command = "python examples/reduce_trained.py " + " ".join(sys.argv[1:])
     t0 = time.perf_counter()
     rows = []
-    for kind in a.layers:
+    for kind in a.layers:            # the results so far are written after each kind
         rows += sweep(kind, trained(kind, task, a), task, a)
-    seconds = time.perf_counter() - t0
-    machine = reporting.machine()
-    with open(os.path.join(a.out, "reduce_trained.json"), "w") as f:
-        json.dump(dict(args=vars(a), task=task.describe(), machine=machine, seconds=seconds, rows=rows), f, indent=1,
-                  default=float)
-    with open(os.path.join(a.out, "reduce_trained.md"), "w") as f:
-        f.write(markdown(rows, a, machine, seconds))
-    print(markdown(rows, a, machine, seconds))
+        text = write(a.out, a, rows, task.describe(), reporting.machine(), time.perf_counter() - t0, command)
+    print(text)
 
 
 if __name__ == "__main__":
