@@ -50,7 +50,10 @@ template <typename T>
 struct Rounded {
   std::vector<T> t;
   std::vector<std::complex<double>> d;
-  void push(double re, double im) { t.insert(t.end(), {static_cast<T>(re), static_cast<T>(im)}); }
+  void push(double re, double im) {
+    t.push_back(static_cast<T>(re));
+    t.push_back(static_cast<T>(im));
+  }
   void finish() {
     d.clear();
     for (size_t i = 0; i < t.size(); i += 2) d.emplace_back(t[i], t[i + 1]);
