@@ -255,6 +255,20 @@ def random_system(rng: np.random.Generator, N: int, dt=None, disc: str = "zoh", 
     return DiagonalSystem(lam, cn(), cn(), rng.normal(size=batch), dt=dt, disc=disc)
 
 
+# (dt, disc) of the three kinds of system: continuous, ZOH and bilinear discrete-time
+SYSTEM_KINDS = [(None, "zoh"), (0.1, "zoh"), (0.5, "bilinear")]
+
+
+def random_reduction_cases(rng: np.random.Generator, count: int):
+    """`count` (system, rank) pairs, the kinds in turn (SYSTEM_KINDS): random_system with N in 2..6 modes
+    (up to 2 of them real) and a rank in [1, 2N)."""
+    for i in range(count):
+        N = int(rng.integers(2, 7))
+        dt, disc = SYSTEM_KINDS[i % 3]
+        sys = random_system(rng, N, dt=dt, disc=disc, n_real=int(rng.integers(0, 3)))
+        yield sys, int(rng.integers(1, 2 * N))
+
+
 def dense_gramians(sys: DiagonalSystem, horizon=None):
     """(P, Q) of sys.realization() (real) from scipy's Lyapunov solvers (finite horizon: the right-hand
     side B B* - F B B* F* with F = exp(A T) or A^L)."""

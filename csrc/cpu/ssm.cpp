@@ -21,20 +21,33 @@ at::ScalarType check_modes(const char* fn, const Tensor& dA, const Tensor& dB, c
   return ct;
 }
 
+// The sizes and dtypes of a call, its common arguments checked: u real, (B, H, L) for a scan or (B, H)
+// for a step (then L = 1), the modes (check_modes), a scan's chunk >= 1 (n_chunks = ceil(L / chunk)).
+struct Sizes {
+  int64_t B, H, L, N, n_chunks;
+  at::ScalarType ct, rt;
+};
+
+Sizes check_call(const char* fn, const Tensor& u, const Tensor& dA, const Tensor& dB, const Tensor& C, bool scan,
+                 int64_t chunk = 1) {
+  dssm::check_dim(fn, "u", u, scan ? 3 : 2, scan ? "(B, H, L)" : "(B, H)");
+  const int64_t H = u.size(1), L = scan ? u.size(2) : 1;
+  const at::ScalarType ct = check_modes(fn, dA, dB, C, H);
+  const at::ScalarType rt = dssm::real_type(ct);
+  TORCH_CHECK(chunk >= 1, fn, ": chunk must be >= 1, got ", chunk);
+  dssm::check_tensor(fn, "u", u, rt, u.sizes());  // the shape is checked above: here dtype and layout
+  return {u.size(0), H, L, dA.size(1), (L + chunk - 1) / chunk, ct, rt};
+}
+
 std::tuple<Tensor, Tensor, Tensor> ssm_scan_fwd(const Tensor& u, const Tensor& dA, const Tensor& dB,
                                                 const Tensor& C, const OptTensor& D, const OptTensor& state,
                                                 bool save_checkpoints, int64_t chunk) {
   const char* fn = "dssm::ssm_scan_fwd";
-  dssm::check_dim(fn, "u", u, 3, "(B, H, L)");
-  const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
-  const at::ScalarType ct = check_modes(fn, dA, dB, C, H);
-  const at::ScalarType rt = dssm::real_type(ct);
-  const int64_t N = dA.size(1);
-  TORCH_CHECK(chunk >= 1, fn, ": chunk must be >= 1, got ", chunk);
-  dssm::check_tensor(fn, "u", u, rt, {B, H, L});
+  const Sizes sz = check_call(fn, u, dA, dB, C, true, chunk);  // named copies below: lambdas capture them
+  const int64_t B = sz.B, H = sz.H, L = sz.L, N = sz.N, n_chunks = sz.n_chunks;
+  const at::ScalarType ct = sz.ct, rt = sz.rt;
   dssm::check_opt(fn, "D", D, rt, {H});
   const bool has_state = dssm::check_opt(fn, "state", state, ct, {B, H, N});
-  const int64_t n_chunks = (L + chunk - 1) / chunk;
   Tensor y = dssm::new_output({B, H, L}, u.options());
   Tensor last = dssm::new_output({B, H, N}, dA.options());
   Tensor ckpt = dssm::new_output_if(save_checkpoints, {B, H, n_chunks, N}, dA.options());
@@ -56,14 +69,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ssm_scan_bwd(
     const Tensor& u, const Tensor& dA, const Tensor& dB, const Tensor& C, const OptTensor& D, const Tensor& ckpt,
     int64_t chunk, const Tensor& gy, const OptTensor& g_last) {
   const char* fn = "dssm::ssm_scan_bwd";
-  dssm::check_dim(fn, "u", u, 3, "(B, H, L)");
-  const int64_t B = u.size(0), H = u.size(1), L = u.size(2);
-  const at::ScalarType ct = check_modes(fn, dA, dB, C, H);
-  const at::ScalarType rt = dssm::real_type(ct);
-  const int64_t N = dA.size(1);
-  TORCH_CHECK(chunk >= 1, fn, ": chunk must be >= 1, got ", chunk);
-  const int64_t n_chunks = (L + chunk - 1) / chunk;
-  dssm::check_tensor(fn, "u", u, rt, {B, H, L});
+  const Sizes sz = check_call(fn, u, dA, dB, C, true, chunk);  // named copies below: lambdas capture them
+  const int64_t B = sz.B, H = sz.H, L = sz.L, N = sz.N, n_chunks = sz.n_chunks;
+  const at::ScalarType ct = sz.ct, rt = sz.rt;
   dssm::check_tensor(fn, "gy", gy, rt, {B, H, L});
   dssm::check_tensor(fn, "ckpt (from ssm_scan_fwd with save_checkpoints and the same chunk)", ckpt, ct,
                      {B, H, n_chunks, N});
@@ -94,12 +102,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ssm_scan_bwd(
 std::tuple<Tensor, Tensor> ssm_step_fwd(const Tensor& u, const OptTensor& state, const Tensor& dA, const Tensor& dB,
                                         const Tensor& C, const OptTensor& D) {
   const char* fn = "dssm::ssm_step_fwd";
-  dssm::check_dim(fn, "u", u, 2, "(B, H)");
-  const int64_t B = u.size(0), H = u.size(1);
-  const at::ScalarType ct = check_modes(fn, dA, dB, C, H);
-  const at::ScalarType rt = dssm::real_type(ct);
-  const int64_t N = dA.size(1);
-  dssm::check_tensor(fn, "u", u, rt, {B, H});
+  const Sizes sz = check_call(fn, u, dA, dB, C, false);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  const at::ScalarType ct = sz.ct, rt = sz.rt;
   dssm::check_opt(fn, "state", state, ct, {B, H, N});
   dssm::check_opt(fn, "D", D, rt, {H});
   Tensor y = dssm::new_output({B, H}, u.options());
@@ -118,12 +123,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> ssm_step_bwd(const Tensor& u,
                                                                 const OptTensor& D, const Tensor& gy,
                                                                 const OptTensor& g_new) {
   const char* fn = "dssm::ssm_step_bwd";
-  dssm::check_dim(fn, "u", u, 2, "(B, H)");
-  const int64_t B = u.size(0), H = u.size(1);
-  const at::ScalarType ct = check_modes(fn, dA, dB, C, H);
-  const at::ScalarType rt = dssm::real_type(ct);
-  const int64_t N = dA.size(1);
-  dssm::check_tensor(fn, "u", u, rt, {B, H});
+  const Sizes sz = check_call(fn, u, dA, dB, C, false);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  const at::ScalarType ct = sz.ct, rt = sz.rt;
   dssm::check_tensor(fn, "gy", gy, rt, {B, H});
   const bool has_state = dssm::check_opt(fn, "state", state, ct, {B, H, N});
   dssm::check_opt(fn, "D", D, rt, {H});

@@ -17,42 +17,9 @@ namespace {
 using cd = std::complex<double>;
 namespace K = dssm::kernels::cauchy;
 
-using dssm_test::Rng;
-using dssm_test::rel_rms;
+using namespace dssm_test;  // Rng, rel_rms, report_rms, Tally
 
-int failures = 0;
-int checks = 0;
-
-void report(const char* what, const char* type, int64_t N, int64_t L, double err, double tol, bool verbose) {
-  ++checks;
-  const bool ok = err <= tol;
-  if (!ok) ++failures;
-  if (verbose || !ok)
-    std::printf("%-4s %-18s %-6s N=%-3lld L=%-5lld rel_rms=%.2e tol=%.0e\n", ok ? "ok" : "FAIL", what, type,
-                static_cast<long long>(N), static_cast<long long>(L), err, tol);
-}
-
-// The same values as T (for the kernel) and as double (for the naive loops). The doubles are read
-// back from the stored T array once it is complete (finish()): GCC 12's SLP vectorizer at -O2/-O3
-// was seen to drop the rounding when a value converted to float is also used directly as a double.
-template <typename T>
-struct Arr {
-  std::vector<T> t;
-  std::vector<cd> d;
-  void push(double re, double im) {
-    t.push_back(static_cast<T>(re));
-    t.push_back(static_cast<T>(im));
-  }
-  void finish() {
-    d.clear();
-    for (size_t i = 0; i < t.size(); i += 2) d.emplace_back(t[i], t[i + 1]);
-  }
-};
-
-template <typename T>
-std::vector<double> widen(const std::vector<T>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
+Tally tally;
 
 std::vector<double> flat(const std::vector<cd>& v) {
   std::vector<double> out;
@@ -97,14 +64,14 @@ void naive_modes(const std::vector<cd>& g, const std::vector<cd>& v, const std::
 }
 
 template <typename T>
-void check_case(const char* type, const char* label, const Arr<T>& v, const Arr<T>& z, const Arr<T>& w,
-                const Arr<T>& g, int64_t R, int64_t N, int64_t L, double tol, bool verbose) {
+void check_case(const char* type, const char* label, const Rounded<T>& v, const Rounded<T>& z, const Rounded<T>& w,
+                const Rounded<T>& g, int64_t R, int64_t N, int64_t L, double tol, bool verbose) {
   for (int P : {1, 2}) {
     std::vector<T> out(2 * R * L, static_cast<T>(NAN));
     K::cauchy_rows<T>(v.t.data(), z.t.data(), w.t.data(), out.data(), R, N, L, P == 2);
     char what[64];
     std::snprintf(what, sizeof what, "%srows P=%d", label, P);
-    report(what, type, N, L, rel_rms(widen(out), flat(naive_rows(v.d, z.d, w.d, R, N, L, P))), tol, verbose);
+    report_rms(tally, what, type, N, L, rel_rms(widen(out), flat(naive_rows(v.d, z.d, w.d, R, N, L, P))), tol, verbose);
   }
   std::vector<cd> gv_ref, gw_ref;
   naive_modes(g.d, v.d, z.d, w.d, R, N, L, gv_ref, gw_ref);
@@ -115,11 +82,11 @@ void check_case(const char* type, const char* label, const Arr<T>& v, const Arr<
     char what[64];
     if (mode != 2) {
       std::snprintf(what, sizeof what, "%smodes gv%s", label, mode ? " alone" : "");
-      report(what, type, N, L, rel_rms(widen(gv), flat(gv_ref)), tol, verbose);
+      report_rms(tally, what, type, N, L, rel_rms(widen(gv), flat(gv_ref)), tol, verbose);
     }
     if (mode != 1) {
       std::snprintf(what, sizeof what, "%smodes gw%s", label, mode ? " alone" : "");
-      report(what, type, N, L, rel_rms(widen(gw), flat(gw_ref)), tol, verbose);
+      report_rms(tally, what, type, N, L, rel_rms(widen(gw), flat(gw_ref)), tol, verbose);
     }
   }
 }
@@ -132,14 +99,14 @@ void check_sizes(const char* type, double tol) {
   for (int64_t N : {1, 3, 33})
     for (int64_t L : {1, 7, 129, 1000}) {
       Rng rng(static_cast<uint64_t>(N * 7919 + L));
-      Arr<T> v, z, w, g;
+      Rounded<T> v, z, w, g;
       for (int64_t i = 0; i < R * N; ++i) {
         v.push(rng.normal(), rng.normal());
         w.push(-(0.1 + 0.9 * rng.uniform()), 10 * rng.normal());
       }
       for (int64_t j = 0; j < L; ++j) z.push(0.05 * rng.uniform(), 40 * rng.uniform() - 20);
       for (int64_t i = 0; i < R * L; ++i) g.push(rng.normal(), rng.normal());
-      for (Arr<T>* a : {&v, &z, &w, &g}) a->finish();
+      for (Rounded<T>* a : {&v, &z, &w, &g}) a->finish();
       check_case(type, "", v, z, w, g, R, N, L, tol, true);
     }
 }
@@ -151,7 +118,7 @@ void check_s4(const char* type, double tol) {
   const int64_t R = 2, N = 32, Lfft = 4097, L = Lfft / 2 + 1;
   for (double dt : {1.0, 1e-3}) {
     Rng rng(77);
-    Arr<T> v, z, w, g;
+    Rounded<T> v, z, w, g;
     for (int64_t r = 0; r < R; ++r)
       for (int64_t n = 0; n < N; ++n) {
         v.push(rng.normal(), rng.normal());
@@ -163,7 +130,7 @@ void check_s4(const char* type, double tol) {
       z.push(zj.real(), zj.imag());
     }
     for (int64_t i = 0; i < R * L; ++i) g.push(rng.normal(), rng.normal());
-    for (Arr<T>* a : {&v, &z, &w, &g}) a->finish();
+    for (Rounded<T>* a : {&v, &z, &w, &g}) a->finish();
     check_case(type, dt == 1.0 ? "s4 " : "s4/dt ", v, z, w, g, R, N, L, tol, true);
   }
 }
@@ -176,7 +143,7 @@ void check_s4(const char* type, double tol) {
 // where 1/a^2 ~ 2.5e-39 / 2.5e-309 is subnormal: its tolerance adds 4 subnormal spacings).
 template <typename T>
 void check_extreme(const char* type, double far, double near, double tol) {
-  Arr<T> v, z, w;
+  Rounded<T> v, z, w;
   for (double zr : {0.0, -1.0, 2.0}) z.push(zr, 0.25 * zr);
   const int64_t L = 3;
   v.push(1.0, 0.5);
@@ -187,7 +154,7 @@ void check_extreme(const char* type, double far, double near, double tol) {
   w.finish();
   z.finish();
   for (int64_t r = 0; r < 2; ++r) {
-    Arr<T> vr, wr;
+    Rounded<T> vr, wr;
     vr.push(v.d[r].real(), v.d[r].imag());
     wr.push(w.d[r].real(), w.d[r].imag());
     vr.finish();
@@ -195,15 +162,15 @@ void check_extreme(const char* type, double far, double near, double tol) {
     const char* label = r == 0 ? "far pole" : "next to a pole";
     std::vector<T> out(2 * L, T(NAN));
     K::cauchy_rows<T>(vr.t.data(), z.t.data(), wr.t.data(), out.data(), 1, 1, L, false);
-    report(label, type, 1, L, rel_rms(widen(out), flat(naive_rows(vr.d, z.d, wr.d, 1, 1, L, 1))), tol, true);
-    Arr<T> g;
+    report_rms(tally, label, type, 1, L, rel_rms(widen(out), flat(naive_rows(vr.d, z.d, wr.d, 1, 1, L, 1))), tol);
+    Rounded<T> g;
     for (int64_t j = 0; j < L; ++j) g.push(std::cos(1.0 + j), std::sin(2.0 * j));
     g.finish();
     std::vector<cd> gv_ref, gw_ref;
     naive_modes(g.d, vr.d, z.d, wr.d, 1, 1, L, gv_ref, gw_ref);
     std::vector<T> gv(2, T(NAN)), gw(2, T(NAN));
     K::cauchy_modes<T>(g.t.data(), vr.t.data(), z.t.data(), wr.t.data(), gv.data(), gw.data(), 1, 1, L);
-    report(r == 0 ? "far pole gv" : "next to a pole gv", type, 1, L, rel_rms(widen(gv), flat(gv_ref)), tol, true);
+    report_rms(tally, r == 0 ? "far pole gv" : "next to a pole gv", type, 1, L, rel_rms(widen(gv), flat(gv_ref)), tol);
     if (r == 0) {  // compared at scale 2^-e (exact), e the reference's exponent: its squares would underflow
       double ref_max = 0;
       for (const cd& e : gw_ref) ref_max = std::max(ref_max, std::abs(e));
@@ -213,7 +180,7 @@ void check_extreme(const char* type, double far, double near, double tol) {
         return a;
       };
       const double sub_tol = tol + 4 * std::numeric_limits<T>::denorm_min() / ref_max;
-      report("far pole gw", type, 1, L, rel_rms(rescaled(widen(gw)), rescaled(flat(gw_ref))), sub_tol, true);
+      report_rms(tally, "far pole gw", type, 1, L, rel_rms(rescaled(widen(gw)), rescaled(flat(gw_ref))), sub_tol);
     }
   }
 }
@@ -227,7 +194,7 @@ int main() {
   check_s4<double>("double", 1e-12);
   check_extreme<float>("float", 2e19, 1e-20, 1e-6);
   check_extreme<double>("double", 2e154, 1e-160, 1e-14);
-  if (failures) std::printf("%d of %d checks FAILED\n", failures, checks);
-  else std::printf("all %d cauchy kernel checks passed\n", checks);
-  return failures ? 1 : 0;
+  if (tally.failures) std::printf("%d of %d checks FAILED\n", tally.failures, tally.checks);
+  else std::printf("all %d cauchy kernel checks passed\n", tally.checks);
+  return tally.exit_code();
 }

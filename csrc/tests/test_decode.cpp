@@ -76,8 +76,8 @@ void test_diag_scan(int64_t B, int64_t T_, int64_t H, int64_t N) {
         want_s[o + N * H + i] = s.imag();
       }
   K::diag_scan<T>(u.data(), y.data(), ar.data(), ai.data(), cr.data(), ci.data(), D.data(), st.data(), B, T_, H, N, 2);
-  const double ey = dssm_test::rel_rms(std::vector<double>(y.begin(), y.end()), want_y);
-  const double es = dssm_test::rel_rms(std::vector<double>(st.begin(), st.end()), want_s);
+  const double ey = dssm_test::rel_rms(dssm_test::widen(y), want_y);
+  const double es = dssm_test::rel_rms(dssm_test::widen(st), want_s);
   char what[128];
   std::snprintf(what, sizeof what, "diag_scan %s B=%lld T=%lld H=%lld N=%lld", sizeof(T) == 4 ? "float" : "double",
                 (long long)B, (long long)T_, (long long)H, (long long)N);
@@ -108,7 +108,7 @@ void test_mimo_scan(int64_t B, int64_t T_, int64_t N) {
     }
   std::fill(st.begin(), st.end(), T(0));
   K::mimo_scan<T>(v.data(), a.data(), st.data(), B, T_, N, 2);
-  const double e = dssm_test::rel_rms(std::vector<double>(v.begin(), v.end()), want);
+  const double e = dssm_test::rel_rms(dssm_test::widen(v), want);
   expect(e <= tol<T>() * 4, sizeof(T) == 4 ? "mimo_scan float" : "mimo_scan double", e, tol<T>() * 4);
 }
 
@@ -134,10 +134,10 @@ void test_norm_gelu(int64_t M, int64_t H) {
     }
   }
   K::layer_norm<T>(x.data(), y.data(), g.data(), be.data(), T(1e-5), M, H, 2);
-  const double en = dssm_test::rel_rms(std::vector<double>(y.begin(), y.end()), want);
+  const double en = dssm_test::rel_rms(dssm_test::widen(y), want);
   expect(en <= tol<T>(), sizeof(T) == 4 ? "layer_norm float" : "layer_norm double", en, tol<T>());
   K::gelu<T>(x.data(), M * H, 2);
-  const double eg = dssm_test::rel_rms(std::vector<double>(x.begin(), x.end()), want_gelu);
+  const double eg = dssm_test::rel_rms(dssm_test::widen(x), want_gelu);
   const double bound = sizeof(T) == 4 ? 3e-7 : 1e-15;   // A&S 7.1.26 for float
   expect(eg <= bound, sizeof(T) == 4 ? "gelu float" : "gelu double", eg, bound);
 }

@@ -17,11 +17,9 @@ namespace {
 using cd = std::complex<double>;
 namespace K = dssm::kernels::diag_scan;
 
-using dssm_test::Rng;
-using dssm_test::rel_rms;
+using namespace dssm_test;  // Rng, rel_rms, Tally
 
-int failures = 0;
-int checks = 0;
+Tally tally;
 double worst[2] = {0, 0};
 
 // Measured worst: float 5e-7 (states over 1000 steps with |dA| up to 0.999), double 1e-15.
@@ -30,12 +28,10 @@ double tolerance() { return sizeof(T) == 4 ? 5e-6 : 1e-13; }
 
 template <class T>
 void check(const char* what, const std::vector<T>& got, const std::vector<double>& want, const char* tag) {
-  ++checks;
-  const double err = got.size() == want.size() ? rel_rms(std::vector<double>(got.begin(), got.end()), want) : INFINITY;
+  const double err = got.size() == want.size() ? rel_rms(widen(got), want) : INFINITY;
   double& w = worst[sizeof(T) == 4 ? 0 : 1];
   w = std::max(w, err);
-  if (!(err <= tolerance<T>())) {
-    ++failures;
+  if (!tally.count(err <= tolerance<T>())) {
     std::printf("FAIL %s %s: rel_rms=%.3e tol=%.0e\n", what, tag, err, tolerance<T>());
   }
 }
@@ -62,8 +58,6 @@ std::vector<T> draw(Rng& rng, int64_t n, bool present, bool stable = false) {
   return out;
 }
 
-template <class T>
-std::vector<double> widen(const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); }
 template <class T>
 const T* ptr(const std::vector<T>& v) { return v.empty() ? nullptr : v.data(); }
 
@@ -158,11 +152,11 @@ int main() {
   run_all<float>();
   run_all<double>();
   std::printf("test_diag_scan: %d checks of fwd/bwd (float, double; N in {1,3,33,64,65,70,130}, "
-              "L in {0,1,7,129,300,1000}, B in {1,3,5}) against naive double loops\n", checks);
+              "L in {0,1,7,129,300,1000}, B in {1,3,5}) against naive double loops\n", tally.checks);
   std::printf("  worst relative RMS error: float %.3e (tolerance %.0e), double %.3e (tolerance %.0e)\n", worst[0],
               tolerance<float>(), worst[1], tolerance<double>());
-  if (failures != 0) {
-    std::printf("test_diag_scan: %d FAILED\n", failures);
+  if (tally.failures != 0) {
+    std::printf("test_diag_scan: %d FAILED\n", tally.failures);
     return 1;
   }
   std::printf("test_diag_scan: all passed\n");

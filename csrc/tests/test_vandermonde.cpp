@@ -16,36 +16,21 @@ namespace {
 using cd = std::complex<double>;
 namespace K = dssm::kernels::vandermonde;
 
-using dssm_test::Rng;
-using dssm_test::rel_rms;
+using namespace dssm_test;  // Rng, rel_rms, report_rms, Tally
 
-int failures = 0;
+Tally tally;
 
-void report(const char* what, const char* type, int64_t N, int64_t L, double err, double tol) {
-  const bool ok = err <= tol;
-  if (!ok) ++failures;
-  std::printf("%-4s %-22s %-6s N=%-3lld L=%-5lld rel_rms=%.2e tol=%.0e\n", ok ? "ok" : "FAIL", what, type,
-              static_cast<long long>(N), static_cast<long long>(L), err, tol);
-}
-
-// Inputs rounded to T, and the same values as doubles for the naive loops. The doubles are read
-// back from the stored T arrays once they are complete (widen()): GCC 12's SLP vectorizer at -O2/-O3
-// was seen to drop the rounding when a value converted to float is also used directly as a double.
+// Modes: coefficients c and exponents x, (R, N) each.
 template <typename T>
 struct Modes {
-  std::vector<T> c, x;  // (R, N) interleaved
-  std::vector<cd> cd_, xd;
+  Rounded<T> c, x;
   void push(double cr, double ci, double xr, double xi) {
-    c.insert(c.end(), {static_cast<T>(cr), static_cast<T>(ci)});
-    x.insert(x.end(), {static_cast<T>(xr), static_cast<T>(xi)});
+    c.push(cr, ci);
+    x.push(xr, xi);
   }
-  void widen() {
-    cd_.clear();
-    xd.clear();
-    for (size_t i = 0; i < c.size(); i += 2) {
-      cd_.emplace_back(c[i], c[i + 1]);
-      xd.emplace_back(x[i], x[i + 1]);
-    }
+  void finish() {
+    c.finish();
+    x.finish();
   }
 };
 
@@ -57,7 +42,7 @@ Modes<T> random_modes(int64_t R, int64_t N, Rng& g, double decay, double freq) {
     const double xr = -decay * g.uniform(), xi = freq * g.normal();
     m.push(cr, ci, xr, xi);
   }
-  m.widen();
+  m.finish();
   return m;
 }
 
@@ -72,7 +57,7 @@ Modes<T> s4d_lin_modes(int64_t R, int64_t N, Rng& g) {
       m.push(cr, ci, -0.5 * dt, dt * 3.141592653589793 * n);
     }
   }
-  m.widen();
+  m.finish();
   return m;
 }
 
@@ -112,11 +97,6 @@ void naive_power_sums(const std::vector<double>& w, const std::vector<cd>& x, in
 }
 
 template <typename T>
-std::vector<double> widen(const std::vector<T>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
-
-template <typename T>
 void check_sizes(const char* type, double tol) {
   const int64_t R = 3;
   for (int64_t N : {1, 3, 33})
@@ -125,21 +105,21 @@ void check_sizes(const char* type, double tol) {
       const Modes<T> m = random_modes<T>(R, N, g, 0.05, 1.0);
       for (bool reverse : {false, true}) {
         std::vector<T> out(R * L, static_cast<T>(NAN));
-        K::vandermonde_rows<T>(m.c.data(), m.x.data(), out.data(), R, N, L, T(2), reverse);
-        report(reverse ? "vandermonde_rows rev" : "vandermonde_rows", type, N, L,
-               rel_rms(widen(out), naive_rows(m.cd_, m.xd, R, N, L, 2.0, reverse)), tol);
+        K::vandermonde_rows<T>(m.c.t.data(), m.x.t.data(), out.data(), R, N, L, T(2), reverse);
+        report_rms(tally, reverse ? "vandermonde_rows rev" : "vandermonde_rows", type, N, L,
+               rel_rms(widen(out), naive_rows(m.c.d, m.x.d, R, N, L, 2.0, reverse)), tol);
 
         std::vector<T> w(R * L);
         for (auto& e : w) e = static_cast<T>(g.normal());
         std::vector<double> s_ref, ds_ref;
-        naive_power_sums(widen(w), m.xd, R, N, L, reverse, s_ref, ds_ref);
+        naive_power_sums(widen(w), m.x.d, R, N, L, reverse, s_ref, ds_ref);
         std::vector<T> s(2 * R * N, static_cast<T>(NAN)), ds(2 * R * N, static_cast<T>(NAN));
-        K::power_sums<T>(w.data(), m.x.data(), s.data(), ds.data(), R, N, L, reverse);
-        report(reverse ? "power_sums s rev" : "power_sums s", type, N, L, rel_rms(widen(s), s_ref), tol);
-        report(reverse ? "power_sums ds rev" : "power_sums ds", type, N, L, rel_rms(widen(ds), ds_ref), tol);
+        K::power_sums<T>(w.data(), m.x.t.data(), s.data(), ds.data(), R, N, L, reverse);
+        report_rms(tally, reverse ? "power_sums s rev" : "power_sums s", type, N, L, rel_rms(widen(s), s_ref), tol);
+        report_rms(tally, reverse ? "power_sums ds rev" : "power_sums ds", type, N, L, rel_rms(widen(ds), ds_ref), tol);
         std::vector<T> s2(2 * R * N, static_cast<T>(NAN));
-        K::power_sums<T>(w.data(), m.x.data(), s2.data(), nullptr, R, N, L, reverse);
-        report("power_sums s (no ds)", type, N, L, rel_rms(widen(s2), s_ref), tol);
+        K::power_sums<T>(w.data(), m.x.t.data(), s2.data(), nullptr, R, N, L, reverse);
+        report_rms(tally, "power_sums s (no ds)", type, N, L, rel_rms(widen(s2), s_ref), tol);
       }
     }
 }
@@ -150,18 +130,18 @@ void anchor_sweep() {
   const int64_t R = 8, N = 32, L = 4096;
   Rng g(4242);
   const Modes<float> m = s4d_lin_modes<float>(R, N, g);
-  const std::vector<double> want = naive_rows(m.cd_, m.xd, R, N, L, 2.0, false);
+  const std::vector<double> want = naive_rows(m.c.d, m.x.d, R, N, L, 2.0, false);
   std::vector<float> w(R * L);
   for (auto& e : w) e = static_cast<float>(g.normal());
   std::vector<double> s_ref, ds_ref;
-  naive_power_sums(widen(w), m.xd, R, N, L, false, s_ref, ds_ref);
+  naive_power_sums(widen(w), m.x.d, R, N, L, false, s_ref, ds_ref);
   std::printf("anchor interval K (blocks of 16) vs float error, S4D-Lin N=32, L=4096:\n");
   double worst = 0, best = INFINITY;
   for (int k : {1, 4, 16, 32, 64, 128, 256}) {
     std::vector<float> out(R * L);
-    K::vandermonde_rows<float>(m.c.data(), m.x.data(), out.data(), R, N, L, 2.0f, false, 0, k);
+    K::vandermonde_rows<float>(m.c.t.data(), m.x.t.data(), out.data(), R, N, L, 2.0f, false, 0, k);
     std::vector<float> s(2 * R * N), ds(2 * R * N);
-    K::power_sums<float>(w.data(), m.x.data(), s.data(), ds.data(), R, N, L, false, 0, k);
+    K::power_sums<float>(w.data(), m.x.t.data(), s.data(), ds.data(), R, N, L, false, 0, k);
     const double e_rows = rel_rms(widen(out), want);
     const long long anchors = static_cast<long long>(R * N * ((L / 16 + k - 1) / k));
     std::printf("  K=%-4d exact anchors %-6lld rows %.2e  s %.2e  ds %.2e%s\n", k, anchors, e_rows,
@@ -169,7 +149,7 @@ void anchor_sweep() {
     worst = std::max(worst, e_rows);
     best = std::min(best, e_rows);
   }
-  report("rows flat in K (worst)", "float", N, L, worst, std::max(2 * best, 3e-7));
+  report_rms(tally, "rows flat in K (worst)", "float", N, L, worst, std::max(2 * best, 3e-7));
 }
 
 // The error must not grow with L: near-undamped modes (Re x = -1e-5, Im x up to pi, phases to 2e5
@@ -185,14 +165,14 @@ void length_growth() {
       const double cr = g.normal(), ci = g.normal();
       m.push(cr, ci, -1e-5, 3.141592653589793 * g.uniform());
     }
-    m.widen();
+    m.finish();
     std::vector<float> out(R * L), w(R * L), s(2 * R * N), ds(2 * R * N);
     for (auto& e : w) e = static_cast<float>(g.normal());
-    K::vandermonde_rows<float>(m.c.data(), m.x.data(), out.data(), R, N, L, 2.0f, false);
-    K::power_sums<float>(w.data(), m.x.data(), s.data(), ds.data(), R, N, L, false);
+    K::vandermonde_rows<float>(m.c.t.data(), m.x.t.data(), out.data(), R, N, L, 2.0f, false);
+    K::power_sums<float>(w.data(), m.x.t.data(), s.data(), ds.data(), R, N, L, false);
     std::vector<double> s_ref, ds_ref;
-    naive_power_sums(widen(w), m.xd, R, N, L, false, s_ref, ds_ref);
-    err[i][0] = rel_rms(widen(out), naive_rows(m.cd_, m.xd, R, N, L, 2.0, false));
+    naive_power_sums(widen(w), m.x.d, R, N, L, false, s_ref, ds_ref);
+    err[i][0] = rel_rms(widen(out), naive_rows(m.c.d, m.x.d, R, N, L, 2.0, false));
     err[i][1] = rel_rms(widen(s), s_ref);
     err[i][2] = rel_rms(widen(ds), ds_ref);
     std::printf("undamped modes, float, L=%-6lld rows %.2e  s %.2e  ds %.2e\n", static_cast<long long>(L),
@@ -200,7 +180,7 @@ void length_growth() {
     ++i;
   }
   const char* names[3] = {"rows L=65536", "power_sums s L=65536", "power_sums ds L=65536"};
-  for (int k = 0; k < 3; ++k) report(names[k], "float", N, 65536, err[1][k], std::max(3 * err[0][k], 5e-7));
+  for (int k = 0; k < 3; ++k) report_rms(tally, names[k], "float", N, 65536, err[1][k], std::max(3 * err[0][k], 5e-7));
 }
 
 // Growing modes (Re x > 0): where the answer is finite, so is the kernel's. A fast-growing float
@@ -210,18 +190,19 @@ void check_growing(const char* type, double xr_fast, double tol) {
   Modes<T> m;
   m.push(1, 0.5, 0.05, 1.3);
   m.push(-0.25, 2, xr_fast, -40.0);
-  m.widen();
+  m.finish();
   const int64_t R = 1, N = 2;
   for (int64_t L : {7, 70}) {
     if (L == 70 && xr_fast > 1) continue;  // e^(8 * 69) overflows: no finite answer to compare
     std::vector<T> out(R * L), w(R * L), s(2 * R * N), ds(2 * R * N);
     for (int64_t l = 0; l < L; ++l) w[l] = static_cast<T>(std::cos(0.3 * l));
-    K::vandermonde_rows<T>(m.c.data(), m.x.data(), out.data(), R, N, L, T(1), false);
-    report("rows growing modes", type, N, L, rel_rms(widen(out), naive_rows(m.cd_, m.xd, R, N, L, 1.0, false)), tol);
+    K::vandermonde_rows<T>(m.c.t.data(), m.x.t.data(), out.data(), R, N, L, T(1), false);
+    report_rms(tally, "rows growing modes", type, N, L,
+               rel_rms(widen(out), naive_rows(m.c.d, m.x.d, R, N, L, 1.0, false)), tol);
     std::vector<double> s_ref, ds_ref;
-    naive_power_sums(widen(w), m.xd, R, N, L, true, s_ref, ds_ref);
-    K::power_sums<T>(w.data(), m.x.data(), s.data(), ds.data(), R, N, L, true);
-    report("power_sums growing rev", type, N, L, rel_rms(widen(s), s_ref) + rel_rms(widen(ds), ds_ref), tol);
+    naive_power_sums(widen(w), m.x.d, R, N, L, true, s_ref, ds_ref);
+    K::power_sums<T>(w.data(), m.x.t.data(), s.data(), ds.data(), R, N, L, true);
+    report_rms(tally, "power_sums growing rev", type, N, L, rel_rms(widen(s), s_ref) + rel_rms(widen(ds), ds_ref), tol);
   }
 }
 
@@ -238,16 +219,16 @@ void check_vanishing_mode(const char* type, double tol) {
       for (Modes<T>* m : {&with, &without}) {
         m->push(1, 0.5, -0.01, 1.3);
         m->push(-0.25, 2, -0.002, -0.7);
-        m->widen();
+        m->finish();
       }
       const int64_t N = 3;
       std::vector<T> out(L, T(7)), want(L, T(7));
-      K::vandermonde_rows<T>(with.c.data(), with.x.data(), out.data(), 1, N, L, T(2), reverse);
-      K::vandermonde_rows<T>(without.c.data(), without.x.data(), want.data(), 1, N, L, T(2), reverse);
+      K::vandermonde_rows<T>(with.c.t.data(), with.x.t.data(), out.data(), 1, N, L, T(2), reverse);
+      K::vandermonde_rows<T>(without.c.t.data(), without.x.t.data(), want.data(), 1, N, L, T(2), reverse);
       const int64_t at0 = reverse ? L - 1 : 0;
       const bool nan_at_0 = std::isnan(out[at0]);
       out[at0] = want[at0] = 0;
-      report(reverse ? "rows -inf mode rev" : "rows -inf mode", type, N, L,
+      report_rms(tally, reverse ? "rows -inf mode rev" : "rows -inf mode", type, N, L,
              nan_at_0 ? rel_rms(widen(out), widen(want)) : INFINITY, tol);
     }
   }
@@ -264,7 +245,7 @@ int main() {
   check_vanishing_mode<double>("double", 0.0);
   anchor_sweep();
   length_growth();
-  if (failures) std::printf("%d check(s) FAILED\n", failures);
+  if (tally.failures) std::printf("%d check(s) FAILED\n", tally.failures);
   else std::printf("all vandermonde kernel checks passed\n");
-  return failures ? 1 : 0;
+  return tally.exit_code();
 }

@@ -91,6 +91,22 @@ def ssm_param(module: nn.Module, name: str, value: torch.Tensor, lr: float | Non
     module.__dict__.setdefault(SSM_OPTIM, {})[name] = {"lr": lr, "weight_decay": 0.0}
 
 
+def register_modal(module: nn.Module, lam_names: tuple[str, str], lam, B, C, D, dt, *, dtype, device) -> None:
+    """(Re)register a modal layer's parameters from continuous modes lam (Re lam < 0), B, C complex, D, dt
+    real: log(-Re lam) and Im lam under `lam_names` (Re lam = -exp(.) stays < 0 whatever the optimizer
+    does), log_dt and B with the SSM learning rate module.ssm_lr; C (complex, as a real view) and D
+    (through float64) as ordinary parameters, all of `dtype` (C, B: its complex type) on `device`."""
+    kw = dict(dtype=dtype, device=device)
+    ckw = dict(dtype=complex_dtype_of(dtype), device=device)
+    log_re_name, im_name = lam_names
+    ssm_param(module, log_re_name, torch.log(-lam.real).to(**kw), module.ssm_lr)
+    ssm_param(module, im_name, lam.imag.clone().to(**kw), module.ssm_lr)
+    ssm_param(module, "log_dt", torch.as_tensor(dt, dtype=torch.float64).log().to(**kw), module.ssm_lr)
+    ssm_param(module, "B", B.to(**ckw), module.ssm_lr)
+    module.C = nn.Parameter(torch.view_as_real(C.to(**ckw)).contiguous())
+    module.D = nn.Parameter(torch.as_tensor(D, dtype=torch.float64).to(**kw))
+
+
 SSM_OPTIM = "_ssm_optim"   # module attribute: {parameter name: {"lr": float | None, "weight_decay": 0.0}}
 
 
@@ -405,6 +421,15 @@ class DiagonalConvLayer(ConvSSMLayer):
         if d_state != want:
             raise ValueError(f"{who}: with channel_modes (M = {self.layout.M} modes over {self.d_model} channels), "
                              f"d_state must be 2 ceil(M / d_model) = {want}, got {d_state}")
+
+    def _initial_modes(self, init_fn, d_state: int) -> torch.Tensor:
+        """An initialisation's modes, complex128 (H, N): init_fn(d_state) (N modes) in every channel, or,
+        with a per-channel layout, init_fn(2 n) in each channel of n modes, padded with INERT_LAM."""
+        if self.layout is None:
+            return torch.as_tensor(init_fn(d_state), dtype=torch.complex128).expand(self.d_model, d_state // 2)
+        lam = torch.cat([torch.as_tensor(init_fn(2 * n), dtype=torch.complex128).expand(len(ch), n).flatten()
+                         for n, ch, _ in self.layout.groups])
+        return self.layout.to_padded(lam, INERT_LAM)
 
     def _mode_dt(self) -> torch.Tensor:
         """Each mode's step: (H, 1) against (H, N) modes, or (M,) for a per-channel layout."""

@@ -61,12 +61,7 @@ class DSS(DiagonalConvLayer):
         self.variant, self.init, self.ssm_lr, self.disc = variant, init, ssm_lr, "zoh"
         H, N = d_model, (d_state // 2 if channel_modes is None else max(channel_modes))
         g = seeded_generator("DSS", seed)
-        if self.layout is None:
-            lam = torch.as_tensor(_INIT_FNS[init](d_state), dtype=torch.complex128).expand(H, N)
-        else:   # each channel its own count's initialisation
-            lam = torch.cat([torch.as_tensor(_INIT_FNS[init](2 * n), dtype=torch.complex128).expand(len(ch), n).flatten()
-                             for n, ch, _ in self.layout.groups])
-            lam = self.layout.to_padded(lam, INERT_LAM)
+        lam = self._initial_modes(_INIT_FNS[init], d_state)
         self._set(lam, crandn(H, N, g=g), torch.randn(H, generator=g, dtype=torch.float64),
                   log_uniform(H, dt_min, dt_max, g).exp(), dtype=dtype, device=device)
 

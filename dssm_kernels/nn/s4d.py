@@ -13,7 +13,7 @@ import torch
 from dssm_kernels import hippo
 from dssm_kernels._validate import check_choice
 from dssm_kernels.nn._base import (INERT_LAM, ChannelModes, DiagonalConvLayer, check_dt_range, crandn, log_uniform,
-                                   seeded_generator, ssm_param)
+                                   register_modal, seeded_generator)
 
 INITS = {"s4d-lin": hippo.s4d_lin, "s4d-inv": hippo.s4d_inv, "s4d-real": hippo.s4d_real, "s4d-legs": hippo.s4d_legs}
 DISCRETISATIONS = ("zoh", "bilinear")
@@ -62,12 +62,7 @@ class S4D(DiagonalConvLayer):
         self.disc, self.init, self.ssm_lr = disc, init, ssm_lr
         H, N = d_model, (d_state // 2 if channel_modes is None else max(channel_modes))
         g = seeded_generator("S4D", seed)
-        if self.layout is None:
-            A = torch.as_tensor(INITS[init](d_state), dtype=torch.complex128).expand(H, N)
-        else:   # each channel its own count's initialisation
-            A = torch.cat([torch.as_tensor(INITS[init](2 * n), dtype=torch.complex128).expand(len(ch), n).flatten()
-                           for n, ch, _ in self.layout.groups])
-            A = self.layout.to_padded(A, INERT_LAM)
+        A = self._initial_modes(INITS[init], d_state)
         self._set(A, torch.ones(H, N, dtype=torch.complex128), crandn(H, N, g=g),
                   torch.randn(H, generator=g, dtype=torch.float64), log_uniform(H, dt_min, dt_max, g).exp(),
                   dtype=dtype, device=device)
@@ -79,15 +74,7 @@ class S4D(DiagonalConvLayer):
             A, B, C = (self.layout.to_flat(torch.as_tensor(x)) for x in (A, B, C))
         if not bool((A.real < 0).all()):
             raise ValueError("S4D: every mode needs Re A < 0 (the layer parameterises Re A = -exp(log_A_real))")
-        kw = dict(dtype=dtype, device=device)
-        ckw = dict(dtype=torch.complex64 if dtype == torch.float32 else torch.complex128, device=device)
-        # A = -exp(log_A_real) + i A_imag keeps Re A < 0 whatever the optimizer does
-        ssm_param(self, "log_A_real", torch.log(-A.real).to(**kw), self.ssm_lr)
-        ssm_param(self, "A_imag", A.imag.clone().to(**kw), self.ssm_lr)
-        ssm_param(self, "log_dt", torch.as_tensor(dt, dtype=torch.float64).log().to(**kw), self.ssm_lr)
-        ssm_param(self, "B", B.to(**ckw), self.ssm_lr)
-        self.C = torch.nn.Parameter(torch.view_as_real(C.to(**ckw)).contiguous())
-        self.D = torch.nn.Parameter(torch.as_tensor(D, dtype=torch.float64).to(**kw))
+        register_modal(self, ("log_A_real", "A_imag"), A, B, C, D, dt, dtype=dtype, device=device)
 
     def discrete(self):
         """(dA, dB, C, log dA): the discretised system, complex (H, N) each (or (M,): per-channel layout)."""

@@ -20,9 +20,9 @@ import torch
 
 import dssm_kernels as dk
 from dssm_kernels import hippo
-from dssm_kernels._validate import check_choice, check_number, complex_dtype_of
-from dssm_kernels.nn._base import (SSMLayer, check_dt_range, log_uniform, mimo_modal_tensors, seeded_generator,
-                                   ssm_param)
+from dssm_kernels._validate import check_choice, check_number
+from dssm_kernels.nn._base import (SSMLayer, check_dt_range, log_uniform, mimo_modal_tensors, register_modal,
+                                   seeded_generator)
 from dssm_kernels.nn.s4d import DISCRETISATIONS, discretise
 
 INITS = ("legs", "ptd")
@@ -85,14 +85,7 @@ class S5(SSMLayer):
 
     def _set(self, lam, B, C, D, dt, *, dtype, device):
         """(Re)register the parameters: lam (N,) with Re lam < 0, B (N, H), C (H, N), D (H,), dt (N,) > 0."""
-        kw = dict(dtype=dtype, device=device)
-        ckw = dict(dtype=complex_dtype_of(dtype), device=device)
-        ssm_param(self, "log_lam_real", torch.log(-lam.real).to(**kw), self.ssm_lr)
-        ssm_param(self, "lam_imag", lam.imag.clone().to(**kw), self.ssm_lr)
-        ssm_param(self, "log_dt", torch.as_tensor(dt, dtype=torch.float64).log().to(**kw), self.ssm_lr)
-        ssm_param(self, "B", B.to(**ckw), self.ssm_lr)
-        self.C = torch.nn.Parameter(torch.view_as_real(C.to(**ckw)).contiguous())
-        self.D = torch.nn.Parameter(torch.as_tensor(D, dtype=torch.float64).to(**kw))
+        register_modal(self, ("log_lam_real", "lam_imag"), lam, B, C, D, dt, dtype=dtype, device=device)
 
     def discrete(self):
         """(dA (N,), dB (N, H), C (H, N)) complex."""

@@ -9,6 +9,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from dssm_kernels._backend import resolve_backend
 from dssm_kernels._validate import (COMPLEX_DTYPES, check_complex, check_dtype_in, check_int, check_same_device,  # noqa: F401
                                     check_same_dtype, check_shape, check_tensor, real_dtype_of)
 
@@ -169,3 +170,14 @@ def check_allocations(op: str, device: torch.device, allocs: Sequence[Alloc]) ->
                           f"{a.bytes() / 2**30:.3g} GiB" for a in sorted(allocs, key=Alloc.bytes, reverse=True))
         raise ValueError(f"{op}: this call would allocate {total / 2**30:.3g} GiB ({total} bytes), more than the "
                          f"limit of {limit / 2**30:.3g} GiB ({_limit_source(device)}): {parts}")
+
+
+def dispatch(op: str, backend: str, device: torch.device, kernels, allocations, reference, function, *args):
+    """An op's last step once its inputs are validated: resolve the backend (resolve_backend, over the op's
+    `kernels`), check what it would allocate (`allocations(backend)`: a list of Alloc) against the limit,
+    then run `reference(*args)` (plain torch, its own autograd) or `function.apply(*args, backend)`."""
+    backend = resolve_backend(op, backend, device, kernels)
+    check_allocations(op, device, allocations(backend))
+    if backend == "reference":
+        return reference(*args)
+    return function.apply(*args, backend)

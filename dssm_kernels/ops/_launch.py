@@ -51,3 +51,16 @@ def pow2_block(n: int, lo: int, hi: int) -> int:
 def interpreted(device: torch.device) -> bool:
     """True when kernels will run in the Triton interpreter (bigger blocks: fewer Python-level steps)."""
     return device.type == "cpu" and triton_interpreted()
+
+
+# Caps of (BLOCK_N, BLOCK_L) for the (mode, position) tiles of the Cauchy and Vandermonde kernels, by
+# the loop a program runs (compiled, interpreted): "rows" programs own positions and loop over modes
+# (cauchy_rows, vandermonde_rows), "modes" programs own modes and loop over positions (cauchy_modes,
+# power_sums).
+_TILE_CAPS = {"rows": ((16, 128), (64, 1024)), "modes": ((32, 64), (64, 512))}
+
+
+def tile_blocks(loop: str, N: int, L: int, device: torch.device) -> tuple[int, int]:
+    """(BLOCK_N, BLOCK_L) of a (mode, position) tile for a "rows" or "modes" program (_TILE_CAPS)."""
+    cap_n, cap_l = _TILE_CAPS[loop][interpreted(device)]
+    return pow2_block(N, 16, cap_n), pow2_block(L, 16, cap_l)

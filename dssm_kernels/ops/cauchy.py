@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend
 from dssm_kernels.ops import _common as common
-from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._launch import grid, kernel, new_output, real_view, tile_blocks
 from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "cauchy"
@@ -31,9 +30,7 @@ def _rows_triton(v, z, w, square):
     out = new_output((R, L), dtype=w.dtype, device=w.device)
     if R == 0:
         return out
-    interp = interpreted(w.device)
-    block_n = pow2_block(N, 16, 64 if interp else 16)
-    block_l = pow2_block(L, 16, 1024 if interp else 128)
+    block_n, block_l = tile_blocks("rows", N, L, w.device)
     kernel("cauchy", "cauchy_rows_kernel")[grid("cauchy_rows", R * -(-L // block_l))](
         v_ptr=real_view(v), w_ptr=real_view(w), z_ptr=real_view(z), out_ptr=real_view(out), N=N, L=L,
         SQUARE=square, BLOCK_N=block_n, BLOCK_L=block_l)
@@ -55,9 +52,7 @@ def _modes_triton(g, v, z, w, need_v, need_w):
     gw = new_output((R, N) if need_w else (0,), dtype=w.dtype, device=w.device)
     if R == 0 or not (need_v or need_w):
         return gv, gw
-    interp = interpreted(w.device)
-    block_n = pow2_block(N, 16, 64 if interp else 32)
-    block_l = pow2_block(L, 16, 512 if interp else 64)
+    block_n, block_l = tile_blocks("modes", N, L, w.device)
     kernel("cauchy", "cauchy_modes_kernel")[grid("cauchy_modes", R * -(-N // block_n))](
         g_ptr=real_view(g), v_ptr=real_view(v), w_ptr=real_view(w), z_ptr=real_view(z),
         gv_ptr=real_view(gv) if need_v else None, gw_ptr=real_view(gw) if need_w else None, N=N, L=L,
@@ -170,8 +165,5 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, *, backend: str = 
         torch.Size([5])
     """
     device = _validate(v, z, w)
-    backend = resolve_backend(OP, backend, device, KERNELS)
-    common.check_allocations(OP, device, _allocations(backend, v, z, w))
-    if backend == "reference":
-        return cauchy_ref(v, z, w)
-    return CauchyFunction.apply(v, z, w, backend)
+    return common.dispatch(OP, backend, device, KERNELS, lambda b: _allocations(b, v, z, w),
+                           cauchy_ref, CauchyFunction, v, z, w)

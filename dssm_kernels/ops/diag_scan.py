@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend
 from dssm_kernels.ops import _common as common
 from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
 from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
@@ -200,8 +199,5 @@ def diag_scan(v: torch.Tensor, dA: torch.Tensor, state: torch.Tensor | None = No
         (True, torch.Size([2, 10, 3]), torch.Size([2, 4]))
     """
     device = _validate(v, dA, state)
-    backend = resolve_backend(OP, backend, device, KERNELS)
-    common.check_allocations(OP, device, _allocations(backend, v))
-    if backend == "reference":
-        return diag_scan_ref(v, dA, state)
-    return DiagScanFunction.apply(v, dA, state, backend)
+    return common.dispatch(OP, backend, device, KERNELS, lambda b: _allocations(b, v),
+                           diag_scan_ref, DiagScanFunction, v, dA, state)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend
 from dssm_kernels.ops import _common as common
 from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
 from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
@@ -214,8 +213,5 @@ def fftconv(u: torch.Tensor, k: torch.Tensor, D: torch.Tensor | None = None, *,
         True
     """
     device = _validate(u, k, D)
-    backend = resolve_backend(OP, backend, device, KERNELS)
-    common.check_allocations(OP, device, _allocations(u, k))
-    if backend == "reference":
-        return fftconv_ref(u, k, D)
-    return FFTConvFunction.apply(u, k, D, backend)
+    return common.dispatch(OP, backend, device, KERNELS, lambda b: _allocations(u, k),
+                           fftconv_ref, FFTConvFunction, u, k, D)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend
 from dssm_kernels.ops import _common as common
 from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
 from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
@@ -219,8 +218,5 @@ def ssm_scan(u: torch.Tensor, dA: torch.Tensor, dB: torch.Tensor, C: torch.Tenso
         (True, torch.Size([1, 2, 4]))
     """
     device = _validate(u, dA, dB, C, D, state)
-    backend = resolve_backend(OP, backend, device, KERNELS)
-    common.check_allocations(OP, device, _allocations(backend, u, dA))
-    if backend == "reference":
-        return ssm_scan_ref(u, dA, dB, C, D, state)
-    return SsmScanFunction.apply(u, dA, dB, C, D, state, backend)
+    return common.dispatch(OP, backend, device, KERNELS, lambda b: _allocations(b, u, dA),
+                           ssm_scan_ref, SsmScanFunction, u, dA, dB, C, D, state)

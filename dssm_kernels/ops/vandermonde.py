@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend
 from dssm_kernels.ops import _common as common
-from dssm_kernels.ops._launch import grid, interpreted, kernel, new_output, pow2_block, real_view
+from dssm_kernels.ops._launch import grid, kernel, new_output, real_view, tile_blocks
 from dssm_kernels.ops._primitives import declare, empty_unless, kernel_backends
 
 OP = "vandermonde"
@@ -28,9 +27,7 @@ def _rows_triton(c, x, L, scale, reverse):
     out = new_output((R, L), dtype=common.real_dtype_of(x.dtype), device=x.device)
     if R == 0:
         return out
-    interp = interpreted(x.device)
-    block_n = pow2_block(N, 16, 64 if interp else 16)
-    block_l = pow2_block(L, 16, 1024 if interp else 128)
+    block_n, block_l = tile_blocks("rows", N, L, x.device)
     kernel("vandermonde", "vandermonde_rows_kernel")[grid("vandermonde_rows", R * -(-L // block_l))](
         c_ptr=real_view(c), x_ptr=real_view(x), out_ptr=out, N=N, L=L, scale=scale,
         REVERSE=reverse, BLOCK_N=block_n, BLOCK_L=block_l)
@@ -52,9 +49,7 @@ def _power_sums_triton(w, x, reverse, with_deriv):
     ds = new_output((R, N) if with_deriv else (0,), dtype=x.dtype, device=x.device)
     if R == 0:
         return s, ds
-    interp = interpreted(x.device)
-    block_n = pow2_block(N, 16, 64 if interp else 32)
-    block_l = pow2_block(L, 16, 512 if interp else 64)
+    block_n, block_l = tile_blocks("modes", N, L, x.device)
     kernel("vandermonde", "power_sums_kernel")[grid("power_sums", R * -(-N // block_n))](
         w_ptr=w, x_ptr=real_view(x), s_ptr=real_view(s), ds_ptr=real_view(ds) if with_deriv else None, N=N, L=L,
         REVERSE=reverse, WITH_DERIV=with_deriv, BLOCK_N=block_n, BLOCK_L=block_l)
@@ -156,8 +151,5 @@ def vandermonde(v: torch.Tensor, x: torch.Tensor, L: int, *, backend: str = "aut
         torch.Size([8])
     """
     device = _validate(v, x, L)
-    backend = resolve_backend(OP, backend, device, KERNELS)
-    common.check_allocations(OP, device, _allocations(backend, v, x, L))
-    if backend == "reference":
-        return vandermonde_ref(v, x, L)
-    return VandermondeFunction.apply(v, x, L, backend)
+    return common.dispatch(OP, backend, device, KERNELS, lambda b: _allocations(b, v, x, L),
+                           vandermonde_ref, VandermondeFunction, v, x, L)

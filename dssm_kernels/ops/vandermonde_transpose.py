@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from dssm_kernels._backend import resolve_backend
 from dssm_kernels.ops import _common as common
 from dssm_kernels.ops.vandermonde import KERNELS, POWER_SUMS, VANDERMONDE_ROWS
 
@@ -116,8 +115,5 @@ def vandermonde_transpose(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, *,
         torch.Size([2])
     """
     device = _validate(u, v, x)
-    backend = resolve_backend(OP, backend, device, KERNELS)
-    common.check_allocations(OP, device, _allocations(backend, u, v, x))
-    if backend == "reference":
-        return vandermonde_transpose_ref(u, v, x)
-    return VandermondeTransposeFunction.apply(u, v, x, backend)
+    return common.dispatch(OP, backend, device, KERNELS, lambda b: _allocations(b, u, v, x),
+                           vandermonde_transpose_ref, VandermondeTransposeFunction, u, v, x)

@@ -444,11 +444,7 @@ class DiagonalSystem(_ModalSystem):
 
     def __init__(self, lam, B, C, D=None, dt=None, disc: str = "zoh"):
         who = "DiagonalSystem"
-        lam = as_array(who, "lam", lam, complex_=True)
-        B = as_array(who, "B", B, complex_=True)
-        C = as_array(who, "C", C, complex_=True)
-        if lam.ndim < 1 or lam.shape[-1] < 1:
-            raise ValueError(f"{who}: lam must have a last (mode) dimension N >= 1, got shape {lam.shape}")
+        lam, B, C = _modal_arrays(who, lam, B, C)
         try:
             shape = np.broadcast_shapes(lam.shape, B.shape, C.shape)
         except ValueError:
@@ -535,11 +531,7 @@ class MimoSystem(_ModalSystem):
 
     def __init__(self, lam, B, C, D=None, dt=None, disc: str = "zoh"):
         who = "MimoSystem"
-        lam = as_array(who, "lam", lam, complex_=True)
-        B = as_array(who, "B", B, complex_=True)
-        C = as_array(who, "C", C, complex_=True)
-        if lam.ndim < 1 or lam.shape[-1] < 1:
-            raise ValueError(f"{who}: lam must have a last (mode) dimension N >= 1, got shape {lam.shape}")
+        lam, B, C = _modal_arrays(who, lam, B, C)
         N = lam.shape[-1]
         if B.ndim < 2 or B.shape[-2] != N or B.shape[-1] < 1:
             raise ValueError(f"{who}: B must be (..., N={N}, m) with m >= 1 inputs, got shape {B.shape}")
@@ -576,6 +568,16 @@ class MimoSystem(_ModalSystem):
         return (f"MimoSystem({kind}, batch={self.batch_shape}, N={self.n_modes} modes, {m} inputs, {p} outputs, "
                 f"real order {2 * self.n_modes})")
 
+
+
+def _modal_arrays(who: str, lam, B, C):
+    """lam, B, C as complex128 numpy arrays (as_array), lam with a last (mode) dimension N >= 1."""
+    lam = as_array(who, "lam", lam, complex_=True)
+    B = as_array(who, "B", B, complex_=True)
+    C = as_array(who, "C", C, complex_=True)
+    if lam.ndim < 1 or lam.shape[-1] < 1:
+        raise ValueError(f"{who}: lam must have a last (mode) dimension N >= 1, got shape {lam.shape}")
+    return lam, B, C
 
 
 def _check_dt_disc(who: str, dt, disc):

@@ -51,3 +51,31 @@ def load_modes(dA_ptr, dB_ptr, C_ptr, off, mask):
     dbr, dbi = load_complex(dB_ptr, off, mask)
     cr, ci = load_complex(C_ptr, off, mask)
     return dar, dai, dbr, dbi, cr, ci
+
+
+@triton.jit
+def load_complex_if(ptr, off, mask, zero, PRESENT: tl.constexpr):
+    """load_complex of an optional input when PRESENT; (zero, zero) when it is absent (the launcher then
+    passes a placeholder pointer that must not be read)."""
+    if PRESENT:
+        re, im = load_complex(ptr, off, mask)
+    else:
+        re, im = zero, zero
+    return re, im
+
+
+@triton.jit
+def store_complex(ptr, off, re, im, mask):
+    """Stores re + i im at real-view offsets `off` (load_complex's counterpart)."""
+    tl.store(ptr + off, re, mask=mask)
+    tl.store(ptr + off + 1, im, mask=mask)
+
+
+@triton.jit
+def program_block(size, BLOCK: tl.constexpr):
+    """(row, idx, mask) of a one-dimensional grid, program = row * cdiv(size, BLOCK) + block: this program's
+    row (64-bit, so row * size cannot wrap), its BLOCK indices and which of them are < size."""
+    blocks = tl.cdiv(size, BLOCK)
+    row = (tl.program_id(0) // blocks).to(tl.int64)
+    idx = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
+    return row, idx, idx < size

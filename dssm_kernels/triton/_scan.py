@@ -24,6 +24,23 @@ def column(tile, j, col):
 
 
 @triton.jit
+def last_state(xr, xi, j, L, t0, BLOCK_T: tl.constexpr):
+    """The states at the last step of the chunk starting at t0 (t0 + BLOCK_T - 1, or L - 1 in the last
+    chunk): the carry a forward scan passes to the next chunk."""
+    last = tl.minimum(L - t0, BLOCK_T) - 1
+    return column(xr, j, last), column(xi, j, last)
+
+
+@triton.jit
+def carry_back(lam_r, lam_i, ar, ai, j):
+    """mu = conj(a) * lambda at the chunk's first step: the carry a reverse (adjoint) scan passes to the
+    chunk before."""
+    l0r = column(lam_r, j, 0)
+    l0i = column(lam_i, j, 0)
+    return ar * l0r + ai * l0i, ar * l0i - ai * l0r
+
+
+@triton.jit
 def _dd_dot2(xh, xl, yh, yl, zh, zl, wh, wl, sign: tl.constexpr):
     """x*y + sign*z*w for double words (h + l), as a renormalised double word (hi, lo).
 

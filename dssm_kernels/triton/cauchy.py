@@ -15,6 +15,8 @@ Re(a) = Re(b), so one real part serves both reciprocals.
 import triton
 import triton.language as tl
 
+from dssm_kernels.triton._common import load_complex, program_block, store_complex
+
 
 @triton.jit
 def _scaled_reciprocal(x, y, SMALL, BIG, UP, DOWN):
@@ -77,22 +79,17 @@ def _reciprocals(zr, zi, wr, wi, mask):
 @triton.jit
 def cauchy_rows_kernel(v_ptr, w_ptr, z_ptr, out_ptr, N, L,
                        SQUARE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    blocks = tl.cdiv(L, BLOCK_L)
-    row = (tl.program_id(0) // blocks).to(tl.int64)
-    j = (tl.program_id(0) % blocks) * BLOCK_L + tl.arange(0, BLOCK_L)
-    j_mask = j < L
-    zr = tl.load(z_ptr + j * 2, mask=j_mask, other=0.0)
-    zi = tl.load(z_ptr + j * 2 + 1, mask=j_mask, other=0.0)
+    row, j, j_mask = program_block(L, BLOCK_L)
+    zr, zi = load_complex(z_ptr, j * 2, j_mask)
     acc_r = tl.zeros([BLOCK_L], dtype=zr.dtype)
     acc_i = tl.zeros([BLOCK_L], dtype=zr.dtype)
     for n0 in range(0, N, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_mask = n < N
         off = (row * N + n) * 2
-        vr = tl.load(v_ptr + off, mask=n_mask, other=0.0)[:, None]
-        vi = tl.load(v_ptr + off + 1, mask=n_mask, other=0.0)[:, None]
-        wr = tl.load(w_ptr + off, mask=n_mask, other=0.0)
-        wi = tl.load(w_ptr + off + 1, mask=n_mask, other=0.0)
+        vr, vi = load_complex(v_ptr, off, n_mask)
+        wr, wi = load_complex(w_ptr, off, n_mask)
+        vr, vi = vr[:, None], vi[:, None]
         ar, ai, br, bi = _reciprocals(zr, zi, wr, wi, n_mask[:, None] & j_mask[None, :])
         if SQUARE:
             ar, ai = ar * ar - ai * ai, 2.0 * ar * ai
@@ -100,22 +97,16 @@ def cauchy_rows_kernel(v_ptr, w_ptr, z_ptr, out_ptr, N, L,
         # v * a + conj(v) * b, with a, b the (powers of the) reciprocals
         acc_r += tl.sum(vr * (ar + br) - vi * (ai - bi), axis=0)
         acc_i += tl.sum(vr * (ai + bi) + vi * (ar - br), axis=0)
-    out = (row * L + j) * 2
-    tl.store(out_ptr + out, acc_r, mask=j_mask)
-    tl.store(out_ptr + out + 1, acc_i, mask=j_mask)
+    store_complex(out_ptr, (row * L + j) * 2, acc_r, acc_i, j_mask)
 
 
 @triton.jit
 def cauchy_modes_kernel(g_ptr, v_ptr, w_ptr, z_ptr, gv_ptr, gw_ptr, N, L,
                         NEED_V: tl.constexpr, NEED_W: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    blocks = tl.cdiv(N, BLOCK_N)
-    row = (tl.program_id(0) // blocks).to(tl.int64)
-    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = n < N
+    row, n, n_mask = program_block(N, BLOCK_N)
     off = (row * N + n) * 2
-    wr = tl.load(w_ptr + off, mask=n_mask, other=0.0)
-    wi = tl.load(w_ptr + off + 1, mask=n_mask, other=0.0)
+    wr, wi = load_complex(w_ptr, off, n_mask)
     sv_r = tl.zeros([BLOCK_N], dtype=wr.dtype)
     sv_i = tl.zeros([BLOCK_N], dtype=wr.dtype)
     sw_r = tl.zeros([BLOCK_N], dtype=wr.dtype)
@@ -123,10 +114,9 @@ def cauchy_modes_kernel(g_ptr, v_ptr, w_ptr, z_ptr, gv_ptr, gw_ptr, N, L,
     for j0 in range(0, L, BLOCK_L):
         j = j0 + tl.arange(0, BLOCK_L)
         j_mask = j < L
-        zr = tl.load(z_ptr + j * 2, mask=j_mask, other=0.0)
-        zi = tl.load(z_ptr + j * 2 + 1, mask=j_mask, other=0.0)
-        gr = tl.load(g_ptr + (row * L + j) * 2, mask=j_mask, other=0.0)[None, :]
-        gi = tl.load(g_ptr + (row * L + j) * 2 + 1, mask=j_mask, other=0.0)[None, :]
+        zr, zi = load_complex(z_ptr, j * 2, j_mask)
+        gr, gi = load_complex(g_ptr, (row * L + j) * 2, j_mask)
+        gr, gi = gr[None, :], gi[None, :]
         ar, ai, br, bi = _reciprocals(zr, zi, wr, wi, n_mask[:, None] & j_mask[None, :])
         # conj(1/a) = ar - i ai: g * conj(1/a) + conj(g) * (1/b), and the same with squares
         if NEED_V:
@@ -138,10 +128,7 @@ def cauchy_modes_kernel(g_ptr, v_ptr, w_ptr, z_ptr, gv_ptr, gw_ptr, N, L,
             sw_r += tl.sum(gr * (a2r + b2r) + gi * (a2i + b2i), axis=1)
             sw_i += tl.sum(gi * (a2r - b2r) - gr * (a2i - b2i), axis=1)
     if NEED_V:
-        tl.store(gv_ptr + off, sv_r, mask=n_mask)
-        tl.store(gv_ptr + off + 1, sv_i, mask=n_mask)
+        store_complex(gv_ptr, off, sv_r, sv_i, n_mask)
     if NEED_W:
-        vr = tl.load(v_ptr + off, mask=n_mask, other=0.0)
-        vi = tl.load(v_ptr + off + 1, mask=n_mask, other=0.0)
-        tl.store(gw_ptr + off, vr * sw_r + vi * sw_i, mask=n_mask)
-        tl.store(gw_ptr + off + 1, vr * sw_i - vi * sw_r, mask=n_mask)
+        vr, vi = load_complex(v_ptr, off, n_mask)
+        store_complex(gw_ptr, off, vr * sw_r + vi * sw_i, vr * sw_i - vi * sw_r, n_mask)

@@ -20,8 +20,8 @@ by v. The state carried in from the previous chunk enters through the chunk's fi
 import triton
 import triton.language as tl
 
-from dssm_kernels.triton._common import load_complex
-from dssm_kernels.triton._scan import column, level_powers, linrec
+from dssm_kernels.triton._common import load_complex, load_complex_if, program_block, store_complex
+from dssm_kernels.triton._scan import carry_back, last_state, level_powers, linrec
 
 
 @triton.jit
@@ -34,18 +34,11 @@ def _tile_offsets(b, t, n, L, N):
 def diag_scan_fwd_kernel(v_ptr, dA_ptr, state_ptr, xs_ptr, last_ptr, L, N, n_chunks, dA_stride,
                          HAS_STATE: tl.constexpr, NATIVE: tl.constexpr,
                          BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    blocks = tl.cdiv(N, BLOCK_N)
-    b = (tl.program_id(0) // blocks).to(tl.int64)  # 64-bit: (b * L + t) * N can pass 2^31
-    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = n < N
+    b, n, n_mask = program_block(N, BLOCK_N)  # b 64-bit: (b * L + t) * N can pass 2^31
     j = tl.arange(0, BLOCK_T)
     dar, dai = load_complex(dA_ptr, (b * dA_stride + n) * 2, n_mask)
     row_off = (b * N + n) * 2
-    if HAS_STATE:
-        sr, si = load_complex(state_ptr, row_off, n_mask)
-    else:
-        sr = tl.zeros([BLOCK_N], dtype=dar.dtype)
-        si = tl.zeros([BLOCK_N], dtype=dar.dtype)
+    sr, si = load_complex_if(state_ptr, row_off, n_mask, tl.zeros([BLOCK_N], dtype=dar.dtype), HAS_STATE)
     pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     first = (j == 0)[None, :]
     for c in range(0, n_chunks):
@@ -58,13 +51,9 @@ def diag_scan_fwd_kernel(v_ptr, dA_ptr, state_ptr, xs_ptr, last_ptr, L, N, n_chu
         br = tl.where(first, vr + (dar * sr - dai * si)[:, None], vr)
         bi = tl.where(first, vi + (dar * si + dai * sr)[:, None], vi)
         xr, xi = linrec(br, bi, dar, dai, pw_r, pw_i, pw_r_lo, pw_i_lo, j, False, NATIVE, BLOCK_T)
-        tl.store(xs_ptr + off, xr, mask=mask)
-        tl.store(xs_ptr + off + 1, xi, mask=mask)
-        last = tl.minimum(L - t0, BLOCK_T) - 1
-        sr = column(xr, j, last)
-        si = column(xi, j, last)
-    tl.store(last_ptr + row_off, sr, mask=n_mask)
-    tl.store(last_ptr + row_off + 1, si, mask=n_mask)
+        store_complex(xs_ptr, off, xr, xi, mask)
+        sr, si = last_state(xr, xi, j, L, t0, BLOCK_T)
+    store_complex(last_ptr, row_off, sr, si, n_mask)
 
 
 @triton.jit
@@ -80,22 +69,13 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
     sum_t lambda_t * conj(x_{t-1}) (NEED_GDA; x_{t-1} read back from xs, x_{-1} = state) and
     grad_state = the final mu = conj(dA) * lambda_0.
     """
-    blocks = tl.cdiv(N, BLOCK_N)
-    b = (tl.program_id(0) // blocks).to(tl.int64)
-    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = n < N
+    b, n, n_mask = program_block(N, BLOCK_N)
     j = tl.arange(0, BLOCK_T)
     dar, dai = load_complex(dA_ptr, (b * dA_stride + n) * 2, n_mask)
     row_off = (b * N + n) * 2
     zero = tl.zeros([BLOCK_N], dtype=dar.dtype)
-    if HAS_GLAST:
-        mr, mi = load_complex(glast_ptr, row_off, n_mask)
-    else:
-        mr, mi = zero, zero
-    if HAS_STATE:
-        sr, si = load_complex(state_ptr, row_off, n_mask)
-    else:
-        sr, si = zero, zero
+    mr, mi = load_complex_if(glast_ptr, row_off, n_mask, zero, HAS_GLAST)
+    sr, si = load_complex_if(state_ptr, row_off, n_mask, zero, HAS_STATE)
     g_dAr, g_dAi = zero, zero
     pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     for k in range(0, n_chunks):
@@ -104,11 +84,7 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
         t_ok = (t < L)[None, :]
         mask = n_mask[:, None] & t_ok
         off = _tile_offsets(b, t, n, L, N)
-        if HAS_GXS:
-            gr, gi = load_complex(gxs_ptr, off, mask)
-        else:
-            gr = tl.zeros([BLOCK_N, BLOCK_T], dtype=dar.dtype)
-            gi = tl.zeros([BLOCK_N, BLOCK_T], dtype=dar.dtype)
+        gr, gi = load_complex_if(gxs_ptr, off, mask, tl.zeros([BLOCK_N, BLOCK_T], dtype=dar.dtype), HAS_GXS)
         last = (j == tl.minimum(L - t0, BLOCK_T) - 1)[None, :]
         br = gr + tl.where(last, mr[:, None], 0.0)
         bi = gi + tl.where(last, mi[:, None], 0.0)
@@ -118,8 +94,7 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
         lam_r = tl.where(t_ok, lam_r, 0.0)
         lam_i = tl.where(t_ok, lam_i, 0.0)
         if NEED_GV:
-            tl.store(gv_ptr + off, lam_r, mask=mask)
-            tl.store(gv_ptr + off + 1, lam_i, mask=mask)
+            store_complex(gv_ptr, off, lam_r, lam_i, mask)
         if NEED_GDA:
             # x_{t-1}: xs one step back; the start state at t = 0
             pr, pi = load_complex(xs_ptr, off - 2 * N, mask & (t >= 1)[None, :])
@@ -128,13 +103,7 @@ def diag_scan_bwd_kernel(dA_ptr, state_ptr, xs_ptr, gxs_ptr, glast_ptr, gv_ptr, 
             pi = tl.where(at_start, si[:, None], pi)
             g_dAr += tl.sum(lam_r * pr + lam_i * pi, axis=1)
             g_dAi += tl.sum(lam_i * pr - lam_r * pi, axis=1)
-        # mu = conj(dA) * lambda at the chunk's first step
-        l0r = column(lam_r, j, 0)
-        l0i = column(lam_i, j, 0)
-        mr = dar * l0r + dai * l0i
-        mi = dar * l0i - dai * l0r
-    tl.store(gstate_ptr + row_off, mr, mask=n_mask)
-    tl.store(gstate_ptr + row_off + 1, mi, mask=n_mask)
+        mr, mi = carry_back(lam_r, lam_i, dar, dai, j)
+    store_complex(gstate_ptr, row_off, mr, mi, n_mask)
     if NEED_GDA:
-        tl.store(gdA_ptr + row_off, g_dAr, mask=n_mask)
-        tl.store(gdA_ptr + row_off + 1, g_dAi, mask=n_mask)
+        store_complex(gdA_ptr, row_off, g_dAr, g_dAi, n_mask)

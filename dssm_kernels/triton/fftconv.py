@@ -20,41 +20,33 @@ Two kernels cover both directions:
 import triton
 import triton.language as tl
 
-from dssm_kernels.triton._common import round_to_bf16
+from dssm_kernels.triton._common import load_complex, program_block, round_to_bf16, store_complex
 
 
 @triton.jit
 def spectral_products_kernel(a_ptr, k_ptr, u_ptr, out_ptr, acc_ptr, B, H, F,
                              CONJ: tl.constexpr, WITH_OUT: tl.constexpr, WITH_SUM: tl.constexpr,
                              BLOCK_F: tl.constexpr):
-    blocks = tl.cdiv(F, BLOCK_F)
-    h = (tl.program_id(0) // blocks).to(tl.int64)
-    f = (tl.program_id(0) % blocks) * BLOCK_F + tl.arange(0, BLOCK_F)
-    mask = f < F
+    h, f, mask = program_block(F, BLOCK_F)
     k_off = (h * F + f) * 2
     dtype = a_ptr.dtype.element_ty
     if WITH_OUT:
-        kr = tl.load(k_ptr + k_off, mask=mask, other=0.0)
-        ki = tl.load(k_ptr + k_off + 1, mask=mask, other=0.0)
+        kr, ki = load_complex(k_ptr, k_off, mask)
         if CONJ:
             ki = -ki
     sr = tl.zeros([BLOCK_F], dtype=dtype)
     si = tl.zeros([BLOCK_F], dtype=dtype)
     for b in range(0, B):
         off = ((b * H + h) * F + f) * 2
-        ar = tl.load(a_ptr + off, mask=mask, other=0.0)
-        ai = tl.load(a_ptr + off + 1, mask=mask, other=0.0)
+        ar, ai = load_complex(a_ptr, off, mask)
         if WITH_OUT:
-            tl.store(out_ptr + off, ar * kr - ai * ki, mask=mask)
-            tl.store(out_ptr + off + 1, ar * ki + ai * kr, mask=mask)
+            store_complex(out_ptr, off, ar * kr - ai * ki, ar * ki + ai * kr, mask)
         if WITH_SUM:
-            ur = tl.load(u_ptr + off, mask=mask, other=0.0)
-            ui = tl.load(u_ptr + off + 1, mask=mask, other=0.0)
+            ur, ui = load_complex(u_ptr, off, mask)
             sr += ar * ur + ai * ui
             si += ai * ur - ar * ui
     if WITH_SUM:
-        tl.store(acc_ptr + k_off, sr, mask=mask)
-        tl.store(acc_ptr + k_off + 1, si, mask=mask)
+        store_complex(acc_ptr, k_off, sr, si, mask)
 
 
 @triton.jit

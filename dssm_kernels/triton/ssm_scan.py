@@ -16,8 +16,20 @@ backward) and per-row gradient partials are written.
 import triton
 import triton.language as tl
 
-from dssm_kernels.triton._common import load_complex, load_modes
-from dssm_kernels.triton._scan import column, level_powers, linrec
+from dssm_kernels.triton._common import load_complex, load_complex_if, load_modes, store_complex
+from dssm_kernels.triton._scan import carry_back, last_state, level_powers, linrec
+
+
+@triton.jit
+def _row_modes(dA_ptr, dB_ptr, C_ptr, H, N, BLOCK_N: tl.constexpr):
+    """This program's row = b * H + h (64-bit: row * L can pass 2^31), its channel h, the modes n with
+    their mask, and the channel's dA, dB, C as six real vectors."""
+    row = tl.program_id(0).to(tl.int64)
+    h = row % H
+    n = tl.arange(0, BLOCK_N)
+    n_mask = n < N
+    dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, (h * N + n) * 2, n_mask)
+    return row, h, n, n_mask, dar, dai, dbr, dbi, cr, ci
 
 
 @triton.jit
@@ -47,28 +59,17 @@ def ssm_scan_fwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, state_ptr, y_ptr, l
                         H, N, L, n_chunks,
                         HAS_D: tl.constexpr, HAS_STATE: tl.constexpr, SAVE_CKPT: tl.constexpr,
                         NATIVE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)  # b * H + h; 64-bit: row * L can pass 2^31
-    h = row % H
-    n = tl.arange(0, BLOCK_N)
-    n_mask = n < N
+    row, h, n, n_mask, dar, dai, dbr, dbi, cr, ci = _row_modes(dA_ptr, dB_ptr, C_ptr, H, N, BLOCK_N)
     j = tl.arange(0, BLOCK_T)
-    mode_off = (h * N + n) * 2
-    dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, n_mask)
     if HAS_D:
         d = tl.load(D_ptr + h)
     state_off = (row * N + n) * 2
-    if HAS_STATE:
-        sr, si = load_complex(state_ptr, state_off, n_mask)
-    else:
-        sr = tl.zeros([BLOCK_N], dtype=dar.dtype)
-        si = tl.zeros([BLOCK_N], dtype=dar.dtype)
+    sr, si = load_complex_if(state_ptr, state_off, n_mask, tl.zeros([BLOCK_N], dtype=dar.dtype), HAS_STATE)
     pw_r, pw_i, pw_r_lo, pw_i_lo = level_powers(dar, dai, BLOCK_N, BLOCK_T, NATIVE)
     for c in range(0, n_chunks):
         t0 = c * BLOCK_T
         if SAVE_CKPT:
-            ck_off = ((row * n_chunks + c) * N + n) * 2
-            tl.store(ckpt_ptr + ck_off, sr, mask=n_mask)
-            tl.store(ckpt_ptr + ck_off + 1, si, mask=n_mask)
+            store_complex(ckpt_ptr, ((row * n_chunks + c) * N + n) * 2, sr, si, n_mask)
         t = t0 + j
         _, _, xr, xi, u = _chunk_states(u_ptr, row, L, t, j, dar, dai, dbr, dbi, sr, si,
                                         pw_r, pw_i, pw_r_lo, pw_i_lo, NATIVE, BLOCK_T)
@@ -76,11 +77,8 @@ def ssm_scan_fwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, state_ptr, y_ptr, l
         if HAS_D:
             y += d * u
         tl.store(y_ptr + row * L + t, y, mask=t < L)
-        last = tl.minimum(L - t0, BLOCK_T) - 1
-        sr = column(xr, j, last)
-        si = column(xi, j, last)
-    tl.store(last_ptr + state_off, sr, mask=n_mask)
-    tl.store(last_ptr + state_off + 1, si, mask=n_mask)
+        sr, si = last_state(xr, xi, j, L, t0, BLOCK_T)
+    store_complex(last_ptr, state_off, sr, si, n_mask)
 
 
 @triton.jit
@@ -95,22 +93,13 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
     chunk) enters b at the chunk's last step. Writes grad_u per step and, per row, grad_state = the
     final mu and the partial sums of grad_dA, grad_dB, grad_C, and sum_t gy_t u_t (D's gradient).
     """
-    row = tl.program_id(0).to(tl.int64)
-    h = row % H
-    n = tl.arange(0, BLOCK_N)
-    n_mask = n < N
+    row, h, n, n_mask, dar, dai, dbr, dbi, cr, ci = _row_modes(dA_ptr, dB_ptr, C_ptr, H, N, BLOCK_N)
     j = tl.arange(0, BLOCK_T)
-    mode_off = (h * N + n) * 2
-    dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, n_mask)
     if HAS_D:
         d = tl.load(D_ptr + h)
     state_off = (row * N + n) * 2
-    if HAS_GLAST:
-        mr, mi = load_complex(glast_ptr, state_off, n_mask)
-    else:
-        mr = tl.zeros([BLOCK_N], dtype=dar.dtype)
-        mi = tl.zeros([BLOCK_N], dtype=dar.dtype)
     zero = tl.zeros([BLOCK_N], dtype=dar.dtype)
+    mr, mi = load_complex_if(glast_ptr, state_off, n_mask, zero, HAS_GLAST)
     g_dAr, g_dAi, g_dBr, g_dBi, g_Cr, g_Ci = zero, zero, zero, zero, zero, zero
     # sum_t gy u over up to B*L terms per channel: float64, one add per step (float32 came within 0.9x
     # of the parity tolerance)
@@ -148,17 +137,9 @@ def ssm_scan_bwd_kernel(u_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, ckpt_ptr, gy_ptr, g
         if HAS_D:
             gu += d * gy
         tl.store(gu_ptr + row * L + t, gu, mask=t_mask)
-        # mu = conj(dA) * lambda at the chunk's first step
-        l0r = column(lam_r, j, 0)
-        l0i = column(lam_i, j, 0)
-        mr = dar * l0r + dai * l0i
-        mi = dar * l0i - dai * l0r
-    tl.store(gstate_ptr + state_off, mr, mask=n_mask)
-    tl.store(gstate_ptr + state_off + 1, mi, mask=n_mask)
-    tl.store(gdA_ptr + state_off, g_dAr, mask=n_mask)
-    tl.store(gdA_ptr + state_off + 1, g_dAi, mask=n_mask)
-    tl.store(gdB_ptr + state_off, g_dBr, mask=n_mask)
-    tl.store(gdB_ptr + state_off + 1, g_dBi, mask=n_mask)
-    tl.store(gC_ptr + state_off, g_Cr, mask=n_mask)
-    tl.store(gC_ptr + state_off + 1, g_Ci, mask=n_mask)
+        mr, mi = carry_back(lam_r, lam_i, dar, dai, j)
+    store_complex(gstate_ptr, state_off, mr, mi, n_mask)
+    store_complex(gdA_ptr, state_off, g_dAr, g_dAi, n_mask)
+    store_complex(gdB_ptr, state_off, g_dBr, g_dBi, n_mask)
+    store_complex(gC_ptr, state_off, g_Cr, g_Ci, n_mask)
     tl.store(gD_ptr + row, tl.sum(g_D, axis=0).to(gD_ptr.dtype.element_ty))

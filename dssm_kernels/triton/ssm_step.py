@@ -9,7 +9,32 @@ dA, dB, C are (H, N), read at row h = r % H.
 import triton
 import triton.language as tl
 
-from dssm_kernels.triton._common import load_complex, load_modes
+from dssm_kernels.triton._common import load_complex, load_modes, store_complex
+
+
+@triton.jit
+def _tile_offsets(r, h, r_mask, n0, N, BLOCK_N: tl.constexpr):
+    """(mask, mode offsets, state offsets) of the (BLOCK_R, BLOCK_N) tile of rows r (channels h) and
+    modes n0 .. n0 + BLOCK_N - 1."""
+    n = n0 + tl.arange(0, BLOCK_N)
+    mask = r_mask[:, None] & (n < N)[None, :]
+    return mask, (h[:, None] * N + n[None, :]) * 2, (r[:, None] * N + n[None, :]) * 2
+
+
+@triton.jit
+def _advance(u, dar, dai, dbr, dbi, state_ptr, state_off, mask, HAS_STATE: tl.constexpr):
+    """new_state = dA * state + dB * u over a tile: (new_r, new_i, state_r, state_i), the state 0 when
+    absent (then dA is not multiplied at all: a non-finite dA times a zero state must not give NaN)."""
+    xr = dbr * u[:, None]
+    xi = dbi * u[:, None]
+    if HAS_STATE:
+        sr, si = load_complex(state_ptr, state_off, mask)
+        xr += dar * sr - dai * si
+        xi += dar * si + dai * sr
+    else:
+        sr = tl.zeros_like(xr)
+        si = tl.zeros_like(xi)
+    return xr, xi, sr, si
 
 
 @triton.jit
@@ -22,19 +47,10 @@ def ssm_step_fwd_kernel(u_ptr, state_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, y_ptr, n
     u = tl.load(u_ptr + r, mask=r_mask, other=0.0)
     acc = tl.zeros([BLOCK_R], dtype=u.dtype)
     for n0 in range(0, N, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        mask = r_mask[:, None] & (n < N)[None, :]
-        mode_off = (h[:, None] * N + n[None, :]) * 2
-        state_off = (r[:, None] * N + n[None, :]) * 2
+        mask, mode_off, state_off = _tile_offsets(r, h, r_mask, n0, N, BLOCK_N)
         dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, mask)
-        xr = dbr * u[:, None]
-        xi = dbi * u[:, None]
-        if HAS_STATE:
-            sr, si = load_complex(state_ptr, state_off, mask)
-            xr += dar * sr - dai * si
-            xi += dar * si + dai * sr
-        tl.store(new_ptr + state_off, xr, mask=mask)
-        tl.store(new_ptr + state_off + 1, xi, mask=mask)
+        xr, xi, _, _ = _advance(u, dar, dai, dbr, dbi, state_ptr, state_off, mask, HAS_STATE)
+        store_complex(new_ptr, state_off, xr, xi, mask)
         acc += tl.sum(cr * xr - ci * xi, axis=1)
     y = 2.0 * acc
     if HAS_D:
@@ -59,10 +75,7 @@ def ssm_step_bwd_kernel(u_ptr, state_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, gy_ptr, 
     gy = tl.load(gy_ptr + r, mask=r_mask, other=0.0)
     acc = tl.zeros([BLOCK_R], dtype=u.dtype)
     for n0 in range(0, N, BLOCK_N):
-        n = n0 + tl.arange(0, BLOCK_N)
-        mask = r_mask[:, None] & (n < N)[None, :]
-        mode_off = (h[:, None] * N + n[None, :]) * 2
-        state_off = (r[:, None] * N + n[None, :]) * 2
+        mask, mode_off, state_off = _tile_offsets(r, h, r_mask, n0, N, BLOCK_N)
         dar, dai, dbr, dbi, cr, ci = load_modes(dA_ptr, dB_ptr, C_ptr, mode_off, mask)
         lam_r = 2.0 * gy[:, None] * cr
         lam_i = -2.0 * gy[:, None] * ci
@@ -70,20 +83,12 @@ def ssm_step_bwd_kernel(u_ptr, state_ptr, dA_ptr, dB_ptr, C_ptr, D_ptr, gy_ptr, 
             gr, gi = load_complex(gnew_ptr, state_off, mask)
             lam_r += gr
             lam_i += gi
-        xr = dbr * u[:, None]
-        xi = dbi * u[:, None]
+        xr, xi, sr, si = _advance(u, dar, dai, dbr, dbi, state_ptr, state_off, mask, HAS_STATE)
         if HAS_STATE:
-            sr, si = load_complex(state_ptr, state_off, mask)
-            xr += dar * sr - dai * si
-            xi += dar * si + dai * sr
-            tl.store(gstate_ptr + state_off, dar * lam_r + dai * lam_i, mask=mask)
-            tl.store(gstate_ptr + state_off + 1, dar * lam_i - dai * lam_r, mask=mask)
-            tl.store(gdA_ptr + state_off, lam_r * sr + lam_i * si, mask=mask)
-            tl.store(gdA_ptr + state_off + 1, lam_i * sr - lam_r * si, mask=mask)
-        tl.store(gdB_ptr + state_off, lam_r * u[:, None], mask=mask)
-        tl.store(gdB_ptr + state_off + 1, lam_i * u[:, None], mask=mask)
-        tl.store(gC_ptr + state_off, 2.0 * gy[:, None] * xr, mask=mask)
-        tl.store(gC_ptr + state_off + 1, -2.0 * gy[:, None] * xi, mask=mask)
+            store_complex(gstate_ptr, state_off, dar * lam_r + dai * lam_i, dar * lam_i - dai * lam_r, mask)
+            store_complex(gdA_ptr, state_off, lam_r * sr + lam_i * si, lam_i * sr - lam_r * si, mask)
+        store_complex(gdB_ptr, state_off, lam_r * u[:, None], lam_i * u[:, None], mask)
+        store_complex(gC_ptr, state_off, 2.0 * gy[:, None] * xr, -2.0 * gy[:, None] * xi, mask)
         acc += tl.sum(dbr * lam_r + dbi * lam_i, axis=1)
     if HAS_D:
         acc += tl.load(D_ptr + h, mask=r_mask, other=0.0) * gy

@@ -14,16 +14,13 @@ with p(l) = l, or L - 1 - l when REVERSE.
 import triton
 import triton.language as tl
 
-from dssm_kernels.triton._common import cexp
+from dssm_kernels.triton._common import cexp, load_complex, program_block, store_complex
 
 
 @triton.jit
 def vandermonde_rows_kernel(c_ptr, x_ptr, out_ptr, N, L, scale,
                             REVERSE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    blocks = tl.cdiv(L, BLOCK_L)
-    row = (tl.program_id(0) // blocks).to(tl.int64)
-    l = (tl.program_id(0) % blocks) * BLOCK_L + tl.arange(0, BLOCK_L)
-    l_mask = l < L
+    row, l, l_mask = program_block(L, BLOCK_L)
     dtype = out_ptr.dtype.element_ty
     if REVERSE:
         power = (L - 1 - l).to(dtype)
@@ -35,10 +32,8 @@ def vandermonde_rows_kernel(c_ptr, x_ptr, out_ptr, N, L, scale,
         n = n0 + tl.arange(0, BLOCK_N)
         n_mask = n < N
         off = (row * N + n) * 2
-        cr = tl.load(c_ptr + off, mask=n_mask, other=0.0)
-        ci = tl.load(c_ptr + off + 1, mask=n_mask, other=0.0)
-        xr = tl.load(x_ptr + off, mask=n_mask, other=0.0)
-        xi = tl.load(x_ptr + off + 1, mask=n_mask, other=0.0)
+        cr, ci = load_complex(c_ptr, off, n_mask)
+        xr, xi = load_complex(x_ptr, off, n_mask)
         er, ei = cexp(xr[:, None] * power[None, :], xi[:, None] * power[None, :])
         acc += tl.sum(cr[:, None] * er - ci[:, None] * ei, axis=0)
     tl.store(out_ptr + row * L + l, scale * acc, mask=l_mask)
@@ -48,13 +43,9 @@ def vandermonde_rows_kernel(c_ptr, x_ptr, out_ptr, N, L, scale,
 def power_sums_kernel(w_ptr, x_ptr, s_ptr, ds_ptr, N, L,
                       REVERSE: tl.constexpr, WITH_DERIV: tl.constexpr,
                       BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    blocks = tl.cdiv(N, BLOCK_N)
-    row = (tl.program_id(0) // blocks).to(tl.int64)
-    n = (tl.program_id(0) % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_mask = n < N
+    row, n, n_mask = program_block(N, BLOCK_N)
     off = (row * N + n) * 2
-    xr = tl.load(x_ptr + off, mask=n_mask, other=0.0)
-    xi = tl.load(x_ptr + off + 1, mask=n_mask, other=0.0)
+    xr, xi = load_complex(x_ptr, off, n_mask)
     dtype = s_ptr.dtype.element_ty
     sr = tl.zeros([BLOCK_N], dtype=dtype)
     si = tl.zeros([BLOCK_N], dtype=dtype)
@@ -78,8 +69,6 @@ def power_sums_kernel(w_ptr, x_ptr, s_ptr, ds_ptr, N, L,
         if WITH_DERIV:
             dr += tl.sum(wer * power[None, :], axis=1)
             di += tl.sum(wei * power[None, :], axis=1)
-    tl.store(s_ptr + off, sr, mask=n_mask)
-    tl.store(s_ptr + off + 1, si, mask=n_mask)
+    store_complex(s_ptr, off, sr, si, n_mask)
     if WITH_DERIV:
-        tl.store(ds_ptr + off, dr, mask=n_mask)
-        tl.store(ds_ptr + off + 1, di, mask=n_mask)
+        store_complex(ds_ptr, off, dr, di, n_mask)

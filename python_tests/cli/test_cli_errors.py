@@ -188,13 +188,18 @@ def test_bench_refuses_what_it_cannot_time(folder, tmp_path, capsys):
     assert_usage_error(code, err, "bench", "other.pt reads", "one batch")
 
 
-def test_train_checks_its_destination_before_training(tmp_path, capsys, no_training):
+def _check_destination(argv, command, tmp_path, capsys):
+    """`argv --out X` is refused, naming --out, for X under a file, X a folder and X unwritable."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    for out, needle in ((blocker / "m.pt", "not a folder"), (tmp_path, "is a folder"),
-                        ("/proc/dssm-test/m.pt", "cannot write")):
-        code, _, err = run([*TRAIN, "--out", out], capsys)
-        assert_usage_error(code, err, "train", "--out", needle)
+    for out, needle in ((blocker / "out.pt", "not a folder"), (tmp_path, "is a folder"),
+                        ("/proc/dssm-test/out.pt", "cannot write")):
+        code, _, err = run([*argv, "--out", out], capsys)
+        assert_usage_error(code, err, command, "--out", needle)
+
+
+def test_train_checks_its_destination_before_training(tmp_path, capsys, no_training):
+    _check_destination(TRAIN, "train", tmp_path, capsys)
 
 
 def test_reduce_checks_its_destination_before_reducing(folder, tmp_path, capsys, monkeypatch):
@@ -203,12 +208,7 @@ def test_reduce_checks_its_destination_before_reducing(folder, tmp_path, capsys,
     def never(*a, **k):
         raise AssertionError("the reduction started")
     monkeypatch.setattr(reduction, "reduce_model", never)
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    for out, needle in ((blocker / "r.pt", "not a folder"), (tmp_path, "is a folder"),
-                        ("/proc/dssm-test/r.pt", "cannot write")):
-        code, _, err = run(["reduce", folder / "m.pt", "--d-state", "2", "--out", out], capsys)
-        assert_usage_error(code, err, "reduce", "--out", needle)
+    _check_destination(["reduce", folder / "m.pt", "--d-state", "2"], "reduce", tmp_path, capsys)
 
 
 def test_train_task_options_name_the_flag(tmp_path, capsys, no_training):

@@ -7,7 +7,7 @@ import pytest
 from dssm_kernels.reduction import (DiagonalSystem, balanced_truncation, hankel_singular_values, hinf_norm,
                                     h2_norm)
 from dssm_kernels.reduction.reductor import SystemContext
-from testing import random_system
+from testing import random_reduction_cases, random_system
 
 
 def test_bounds_on_200_random_systems():
@@ -21,13 +21,8 @@ def test_bounds_on_200_random_systems():
     (4.5e4 eps) keeps a 40x margin on any processor. Lower bound: the grid can only under-estimate
     the peak; polished, it misses by < 1e-6 relative."""
     rng = np.random.default_rng(2024)
-    kinds = [(None, "zoh"), (0.1, "zoh"), (0.5, "bilinear")]
     worst_low, worst_high = 0.0, 0.0
-    for i in range(200):
-        N = int(rng.integers(2, 7))
-        dt, disc = kinds[i % 3]
-        sys = random_system(rng, N, dt=dt, disc=disc, n_real=int(rng.integers(0, 3)))
-        r = int(rng.integers(1, 2 * N))
+    for i, (sys, r) in enumerate(random_reduction_cases(rng, 200)):
         red, info = balanced_truncation(sys, rank=r)
         err, g = hinf_norm(sys - red), hinf_norm(sys)
         assert np.all(red.lam.real < 0)

@@ -13,9 +13,7 @@ from dssm_kernels.reduction import (MimoSystem, balanced_singular_perturbation, 
                                     modal_truncation)
 from dssm_kernels.reduction.reductor import SystemContext
 from dssm_kernels.reduction.system import augmented_to_real
-from testing import accumulated, dense_lyapunov_hsv, random_mimo, rel
-
-KINDS = [(None, "zoh"), (0.1, "zoh"), (0.5, "bilinear")]
+from testing import SYSTEM_KINDS as KINDS, accumulated, dense_lyapunov_hsv, random_mimo, rel
 
 
 @pytest.mark.parametrize("dt,disc", KINDS)

@@ -9,9 +9,7 @@ from dssm_kernels.reduction import (DiagonalSystem, balanced_singular_perturbati
                                     modal_singular_perturbation, modal_truncation)
 from dssm_kernels.reduction.modal import _moebius_peak
 from dssm_kernels.reduction.reductor import SystemContext
-from testing import accumulated, random_system
-
-KINDS = [(None, "zoh"), (0.1, "zoh"), (0.5, "bilinear")]
+from testing import SYSTEM_KINDS as KINDS, accumulated, random_reduction_cases, random_system
 
 
 def _dc(sys) -> complex:
@@ -32,11 +30,7 @@ def test_bsp_bound_and_dc_gain_on_120_random_systems():
     reduced realisation is exact to ~1e3 eps ||G|| on these systems, test_reduction_bt.py)."""
     rng = np.random.default_rng(77)
     worst = 0.0
-    for i in range(120):
-        N = int(rng.integers(2, 7))
-        dt, disc = KINDS[i % 3]
-        sys = random_system(rng, N, dt=dt, disc=disc, n_real=int(rng.integers(0, 3)))
-        r = int(rng.integers(1, 2 * N))
+    for i, (sys, r) in enumerate(random_reduction_cases(rng, 120)):
         red, info = balanced_singular_perturbation(sys, rank=r)
         g = hinf_norm(sys)
         err = hinf_norm(sys - red)

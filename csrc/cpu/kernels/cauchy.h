@@ -26,10 +26,6 @@
 #include <algorithm>
 #include <cstdint>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 DSSM_WIDE_VECTORS_BEGIN
 
 namespace dssm {

@@ -22,6 +22,16 @@
 #define DSSM_WIDE_VECTORS_END
 #endif
 
+// Kernel headers whose recurrences want fused multiply-adds wrap their code (outside the wide-vector
+// pair) in DSSM_FP_CONTRACT_BEGIN / _END: -std=c++17 (ISO mode) turns GCC's fp contraction off.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DSSM_FP_CONTRACT_BEGIN _Pragma("GCC push_options") _Pragma("GCC optimize(\"fp-contract=fast\")")
+#define DSSM_FP_CONTRACT_END _Pragma("GCC pop_options")
+#else
+#define DSSM_FP_CONTRACT_BEGIN
+#define DSSM_FP_CONTRACT_END
+#endif
+
 namespace dssm {
 namespace kernels {
 namespace common {

@@ -30,11 +30,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
+DSSM_FP_CONTRACT_BEGIN
 DSSM_WIDE_VECTORS_BEGIN
 
 namespace dssm {
@@ -108,6 +104,22 @@ inline float exp_t(float x) { return exp_f(x); }
 inline double exp_t(double x) { return std::exp(x); }
 inline float erf_t(float x) { return erf_f(x); }
 inline double erf_t(double x) { return std::erf(x); }
+
+// v_n -= sum_k Q_kn s_k for n < N (dplr_scan's rank-r corrections): Q points at one channel of
+// (2, r, H, N) planes (real part of term k at Q + k * HN, imaginary part r * HN further), s real (r,).
+template <class T>
+inline void sub_rank_terms(const T* Q, const T* s, int64_t r, int64_t HN, int64_t N, T* vr, T* vi) {
+  for (int64_t k = 0; k < r; ++k) {
+    const T* qr = Q + k * HN;
+    const T* qi = qr + r * HN;
+    const T sk = s[k];
+#pragma omp simd
+    for (int64_t n = 0; n < N; ++n) {
+      vr[n] -= qr[n] * sk;
+      vi[n] -= qi[n] * sk;
+    }
+  }
+}
 
 }  // namespace detail
 
@@ -260,16 +272,7 @@ void dplr_scan(const T* u, T* y, const T* a, const T* bv, const T* c, const T* d
           wr[n] = a[o + n] * xr[n] - a[HN + o + n] * xi[n] + bv[o + n] * uu;
           wi[n] = a[o + n] * xi[n] + a[HN + o + n] * xr[n] + bv[HN + o + n] * uu;
         }
-        for (int64_t k = 0; k < r; ++k) {
-          const T* pr = hP + k * HN + o;
-          const T* pi = hP + rHN + k * HN + o;
-          const T s = sk[k];
-#pragma omp simd
-          for (int64_t n = 0; n < N; ++n) {
-            wr[n] -= pr[n] * s;
-            wi[n] -= pi[n] * s;
-          }
-        }
+        detail::sub_rank_terms(hP + o, sk, r, HN, N, wr, wi);
         for (int64_t k = 0; k < r; ++k) {
           const T* gr = G + k * HN + o;
           const T* gi = G + rHN + k * HN + o;
@@ -293,16 +296,7 @@ void dplr_scan(const T* u, T* y, const T* a, const T* bv, const T* c, const T* d
           xr[n] = nr;
           xi[n] = ni;
         }
-        for (int64_t k = 0; k < r; ++k) {
-          const T* er = E + k * HN + o;
-          const T* ei = E + rHN + k * HN + o;
-          const T s = tk[k];
-#pragma omp simd
-          for (int64_t n = 0; n < N; ++n) {
-            xr[n] -= er[n] * s;
-            xi[n] -= ei[n] * s;
-          }
-        }
+        detail::sub_rank_terms(E + o, tk, r, HN, N, xr, xi);
         const T* cr_ = c + o;
         const T* ci_ = c + HN + o;
         T acc = 0;
@@ -383,6 +377,4 @@ void pool_mean(const T* h, T* pooled, T* total, T* count, int64_t B, int64_t T_,
 
 DSSM_WIDE_VECTORS_END
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+DSSM_FP_CONTRACT_END

@@ -29,12 +29,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__GNUC__) && !defined(__clang__)
-// -std=c++17 (ISO mode) turns GCC's fp contraction off; the recurrence wants fused multiply-adds.
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
+DSSM_FP_CONTRACT_BEGIN  // the recurrence wants fused multiply-adds
 DSSM_WIDE_VECTORS_BEGIN
 
 namespace dssm {
@@ -156,6 +151,4 @@ void bwd(const T* dA, int64_t dA_stride, const T* state, const T* xs, const T* g
 
 DSSM_WIDE_VECTORS_END
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+DSSM_FP_CONTRACT_END

@@ -41,17 +41,8 @@
 #include <new>
 #include <utility>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-// -std=c++17/20 (ISO mode) turns GCC's fp contraction off; the recurrences want fused multiply-adds.
 // The expressions below are written in the order that keeps the state chains two FMAs deep.
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
+DSSM_FP_CONTRACT_BEGIN
 DSSM_WIDE_VECTORS_BEGIN
 
 namespace dssm {
@@ -540,6 +531,4 @@ void step_bwd(const T* u, const T* state, const T* dA, const T* dB, const T* C, 
 
 DSSM_WIDE_VECTORS_END
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
+DSSM_FP_CONTRACT_END

@@ -42,10 +42,6 @@
 #include <limits>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 DSSM_WIDE_VECTORS_BEGIN
 
 namespace dssm {
