@@ -68,6 +68,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    """An argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def _task_option(text: str) -> tuple[str, object]:
     """An argparse type: KEY=VALUE, the value read as an int, else a float, else kept as a str."""
     key, eq, raw = text.partition("=")
@@ -108,7 +119,7 @@ def cmd_train(a) -> int:
     import torch
 
     from dssm_kernels.nn import SequenceClassifier
-    from dssm_kernels.workflows import checkpoint, distributed, preflight, training
+    from dssm_kernels.workflows import checkpoint, compress, distributed, preflight, training
     preflight.writable_file(a.out, "--out")            # before training: a failing save would lose the model
     if a.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA device (a CPU-only torch build, or no driver)")
@@ -128,8 +139,9 @@ def cmd_train(a) -> int:
                                    d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
         if a.device == "cuda":
             model = model.to(f"cuda:{world.local_rank}")
+        loss_hook = compress.hsv_penalty_hook(a.hsv_reg) if a.hsv_reg else None
         hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
-                            progress=not a.no_progress)
+                            progress=not a.no_progress, loss_hook=loss_hook)
         if world.is_main:                               # one checkpoint and one report, from rank 0
             model = hist.model.cpu()
             checkpoint.save(a.out, model, t, history=hist.records())
@@ -361,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun: how long a process waits for the others before the run fails "
                         "(default %(default)s)")
     s.add_argument("--out", required=True, help="checkpoint path to write (required)")
+    s.add_argument("--hsv-reg", type=_nonnegative_float, default=0.0, metavar="LAMBDA",
+                   help="add LAMBDA times the sum of every SSM system's Hankel singular values to the loss, so that "
+                        "the trained model loses little to balanced truncation (default 0: off)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
                 "Reduce every S4D / DSS layer of a checkpoint (balanced truncation, modal truncation or h2) and write "
