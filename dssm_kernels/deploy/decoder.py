@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from dssm_kernels._backend import cpp_unavailable_reason
+from dssm_kernels._validate import check_choice, check_int
 from dssm_kernels.deploy.plan import NetworkPlan, plan_model
 
 BACKENDS = ("auto", "cpp", "reference")
@@ -36,13 +37,6 @@ _POOL_CODES = {None: 0, "mean": 1, "last": 2}
 _HAS_NORM, _PRENORM, _GLU, _MIX = 1, 2, 4, 8
 MAX_BATCH = 1 << 20
 MAX_ELEMENTS = 1 << 31   # one activation buffer of a call (BLAS takes 32-bit sizes), checked before allocating
-
-
-def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
-        bound = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"StreamingDecoder: {name} must be an int >= {minimum}{bound}, got {value!r}")
-    return value
 
 
 class StreamingDecoder:
@@ -66,9 +60,8 @@ class StreamingDecoder:
     """
 
     def __init__(self, model: nn.Module, batch: int = 1, *, backend: str = "auto"):
-        _check_int("batch", batch, 1, MAX_BATCH)
-        if backend not in BACKENDS:
-            raise ValueError(f"StreamingDecoder: backend must be one of {BACKENDS}, got {backend!r}")
+        check_int("StreamingDecoder", "batch", batch, 1, MAX_BATCH)
+        check_choice("StreamingDecoder", "backend", backend, BACKENDS)
         plan = plan_model(model)
         if backend == "auto":
             backend = "cpp" if cpp_unavailable_reason() is None else "reference"

@@ -34,7 +34,7 @@ output a call did not ask for is an empty (0,) tensor (a schema cannot return No
 hands the implementations tensors with conjugation and negation resolved.
 
 Cost: the dispatcher calls the op's Python kernel, which calls the implementation: a few
-microseconds per call (measured for ssm_step's decoding step in docs/architecture-ops.md).
+microseconds per call (measured for ssm_step's decoding step in docs/architecture.md).
 """
 from __future__ import annotations
 

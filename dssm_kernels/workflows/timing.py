@@ -1,7 +1,9 @@
 """Inference timing of classifiers on a CPU, every model and mode measured side by side in one run.
 
 Modes: "conv" (each layer's convolution view, forward(x)), "scan" (the recurrence over the whole
-sequence, forward(x, mode="scan")), "step" (token-by-token decoding with step(), the deployment loop).
+sequence, forward(x, mode="scan")), "step" (token-by-token decoding with the model's own step(), in
+eager torch), "decode" (token-by-token decoding with deploy.StreamingDecoder, one fused C++ call per
+token: the deployment loop, and what a removed state buys where the model is deployed).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 
 from dssm_kernels._validate import check_int
 
-MODES = ("conv", "scan", "step")
+MODES = ("conv", "scan", "step", "decode")
 
 
 def _as_input(model, x: torch.Tensor) -> torch.Tensor:
@@ -21,8 +23,27 @@ def _as_input(model, x: torch.Tensor) -> torch.Tensor:
     return x.to(next(model.parameters()).dtype) if x.is_floating_point() else x
 
 
-def _run(model, x, mode: str) -> None:
-    if mode == "step":
+def _decoder(model, batch: int, decoders: dict):
+    """The model's StreamingDecoder for `batch` streams, built once per timing call and kept in
+    `decoders` (its plan copies the weights: nothing trains while timing). NotImplementedError for a
+    layer it cannot stream, as for a missing view."""
+    from dssm_kernels.deploy import StreamingDecoder
+    key = (id(model), batch)
+    if key not in decoders:
+        try:
+            decoders[key] = StreamingDecoder(model, batch=batch)
+        except TypeError as e:   # deploy names the layer kinds it streams
+            raise NotImplementedError(str(e)) from e
+    return decoders[key]
+
+
+def _run(model, x, mode: str, decoders: dict) -> None:
+    if mode == "decode":
+        dec = _decoder(model, x.shape[0], decoders)
+        dec.reset()
+        for t in range(x.shape[1]):
+            dec.step(x[:, t])
+    elif mode == "step":
         state = model.default_state(x.shape[0])
         for t in range(x.shape[1]):
             _, state = model.step(x[:, t], state)
@@ -41,7 +62,7 @@ def supported_modes(model, x: torch.Tensor, modes=MODES) -> tuple[str, ...]:
     try:
         for mode in modes:
             try:
-                _run(model, _as_input(model, x[:1, :2]), mode)
+                _run(model, _as_input(model, x[:1, :2]), mode, {})
             except NotImplementedError:
                 continue
             ok.append(mode)
@@ -67,11 +88,11 @@ def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, mi
     for m in models.values():
         m.eval()
     xs = {name: _as_input(m, x) for name, m in models.items()}
-    calls = {}
+    calls, decoders = {}, {}
     for mode in modes:
         for name, m in models.items():
             t0 = time.perf_counter()
-            _run(m, xs[name], mode)
+            _run(m, xs[name], mode, decoders)
             calls[name, mode] = max(1, math.ceil(min_seconds / max(time.perf_counter() - t0, 1e-9)))
     times = {name: {mode: [] for mode in modes} for name in models}
     for _ in range(repeats):
@@ -80,6 +101,6 @@ def time_models(models: dict, x: torch.Tensor, modes=MODES, repeats: int = 5, mi
                 k = calls[name, mode]
                 t0 = time.perf_counter()
                 for _ in range(k):
-                    _run(m, xs[name], mode)
+                    _run(m, xs[name], mode, decoders)
                 times[name][mode].append((time.perf_counter() - t0) / k)
     return {name: {mode: statistics.median(v) for mode, v in d.items()} for name, d in times.items()}

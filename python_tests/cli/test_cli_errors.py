@@ -296,4 +296,5 @@ def test_time_models_refuses_what_it_cannot_time(folder):
         with pytest.raises(ValueError, match=match):
             time_models({"m": model}, x, **kw)
     s4, _, _ = checkpoint.load(str(folder / "s4.pt"))
-    assert supported_modes(model, x) == ("conv", "scan", "step") and supported_modes(s4, x) == ("conv", "step")
+    assert supported_modes(model, x) == ("conv", "scan", "step", "decode")
+    assert supported_modes(s4, x) == ("conv", "step", "decode")

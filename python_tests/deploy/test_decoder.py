@@ -178,8 +178,10 @@ def test_bad_input():
         tok.run(torch.tensor([[1, 11]]))
     with pytest.raises(TypeError, match="int64/int32 token ids"):
         tok.step(torch.zeros(1))
-    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"StreamingDecoder: batch must be an int in \[1, "):
         StreamingDecoder(model, batch=0)
+    with pytest.raises(TypeError, match=r"StreamingDecoder: batch must be an int, got str"):
+        StreamingDecoder(model, batch="2")
     with pytest.raises(ValueError, match="backend must be one of"):
         StreamingDecoder(model, backend="gpu")
     with pytest.raises(TypeError, match="model must be a SequenceClassifier"):
