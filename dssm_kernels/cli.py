@@ -79,6 +79,17 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    """An argparse type: a float in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
+    return value
+
+
 def _task_option(text: str) -> tuple[str, object]:
     """An argparse type: KEY=VALUE, the value read as an int, else a float, else kept as a str."""
     key, eq, raw = text.partition("=")
@@ -140,13 +151,22 @@ def cmd_train(a) -> int:
         if a.device == "cuda":
             model = model.to(f"cuda:{world.local_rank}")
         loss_hook = compress.hsv_penalty_hook(a.hsv_reg) if a.hsv_reg else None
+        model_hook = None
+        if a.compress_tol is not None:
+            total_steps = a.epochs * -(-len(t.train[1]) // a.batch_size)
+            model_hook = compress.compress_during_training(a.compress_tol, total_steps, every=a.compress_every,
+                                                           until=a.compress_until, method=a.compress_method,
+                                                           carry=a.compress_carry)
         hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
-                            progress=not a.no_progress, loss_hook=loss_hook)
+                            progress=not a.no_progress, loss_hook=loss_hook, model_hook=model_hook)
         if world.is_main:                               # one checkpoint and one report, from rank 0
             model = hist.model.cpu()
             checkpoint.save(a.out, model, t, history=hist.records())
-            print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc,
-                              "test_acc": training.accuracy(model, t.test), "seconds": hist.seconds[-1]}, indent=1))
+            report = {"checkpoint": a.out, "val_acc": hist.val_acc, "test_acc": training.accuracy(model, t.test),
+                      "seconds": hist.seconds[-1]}
+            if model_hook is not None:       # the state sizes over time: [optimizer step, real SSM states]
+                report["states"] = [[e["step"], e["states"]] for e in model_hook.log]
+            print(json.dumps(report, indent=1))
     finally:
         distributed.shutdown()
     return 0
@@ -376,6 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hsv-reg", type=_nonnegative_float, default=0.0, metavar="LAMBDA",
                    help="add LAMBDA times the sum of every SSM system's Hankel singular values to the loss, so that "
                         "the trained model loses little to balanced truncation (default 0: off)")
+    s.add_argument("--compress-tol", type=_unit_interval, default=None, metavar="TAU",
+                   help="reduce while training: every --compress-every steps of the first --compress-until of "
+                        "training, cut each SSM system to the fewest modes whose discarded Hankel energy (sum of the "
+                        "dropped Hankel singular values over their total) is at most TAU, and train on with the "
+                        "smaller model (default: off)")
+    s.add_argument("--compress-every", type=_int_type(1, MAX_EPOCHS * MAX_BATCH), default=None, metavar="K",
+                   help="optimizer steps between two reductions (default: a fiftieth of the run's steps)")
+    s.add_argument("--compress-until", type=_unit_interval, default=0.1, metavar="FRACTION",
+                   help="the fraction of the run's optimizer steps during which reductions happen (default "
+                        "%(default)s)")
+    s.add_argument("--compress-method", default="bt", choices=("bt", "bsp"),
+                   help="reduction method during training (default %(default)s)")
+    s.add_argument("--compress-carry", default="transform", choices=("transform", "reset", "slice"),
+                   help="AdamW's moments across a reduction: keep those of unchanged coordinates and restart the "
+                        "reduced modes' (transform), restart all (reset), or give each new mode its nearest old "
+                        "mode's (slice, CompreSSM) (default %(default)s)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
                 "Reduce every S4D / DSS layer of a checkpoint (balanced truncation, modal truncation or h2) and write "

@@ -80,10 +80,16 @@ def _weights(log_p: torch.Tensor, horizon) -> tuple[torch.Tensor, torch.Tensor]:
     return out[0], out[1]
 
 
+def _outer(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sum_k u[..., i, k] v[..., j, k]: (..., n, n) from (..., n, m); a broadcast product when m = 1 (one
+    input or output, a SISO channel), where a batched matmul of inner size 1 costs several times more."""
+    return u * v.mT if u.shape[-1] == 1 else u @ v.mT
+
+
 def _real_coordinates(X11: torch.Tensor, X12: torch.Tensor) -> torch.Tensor:
     """T X T^H (real, (..., 2N, 2N)) of the augmented X = [[X11, X12], [conj X12, conj X11]]."""
-    return torch.cat([torch.cat([(X11 + X12).real, (X12 - X11).imag], -1),
-                      torch.cat([(X11 + X12).imag, (X11 - X12).real], -1)], -2)
+    plus, minus = X11 + X12, X11 - X12
+    return torch.cat([torch.cat([plus.real, -minus.imag], -1), torch.cat([plus.imag, minus.real], -1)], -2)
 
 
 def _hsv_from_gramians(P: torch.Tensor, Q: torch.Tensor, jitter: float) -> torch.Tensor:
@@ -125,8 +131,8 @@ def diagonal_hsv(p: torch.Tensor, b: torch.Tensor, c: torch.Tensor, horizon=None
     # T X T^H = [[Re(X11 + X12), Im(X12 - X11)], [Im(X11 + X12), Re(X11 - X12)]]. Real Cholesky and SVD
     # cost a third of complex ones of the same size. The weights of Q's blocks are the conjugates of P's.
     W11, W12 = _weights(torch.log(p), horizon)
-    P = _real_coordinates(W11 * (b @ b.mH), W12 * (b @ b.mT))
-    Q = _real_coordinates(W11.conj() * (c.mH @ c), W12.conj() * (c.mH @ c.conj()))
+    P = _real_coordinates(W11 * _outer(b, b.conj()), W12 * _outer(b, b))
+    Q = _real_coordinates(W11.conj() * _outer(c.mT.conj(), c.mT), W12.conj() * _outer(c.mT.conj(), c.mT.conj()))
     return _hsv_from_gramians(P, Q, jitter)
 
 
