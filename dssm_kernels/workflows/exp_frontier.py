@@ -227,10 +227,9 @@ def reading(res: dict) -> str:
                f"{e['speedup']:.2f}x less time than the full one" if e["speedup"] is not None else "") + ".")
     mimo = [e for e in tg if e["kind"] in ("s5", "lru") and e["speedup"] is not None]
     if mimo:
-        lines.append(f"- Training-time ratio full / during for S5 and LRU: "
-                     f"{', '.join(f'{e['task']} {e['kind']} {e['speedup']:.2f}x' for e in mimo)} (target >= 1.3x); "
-                     "all kinds: " + ", ".join(f"{e['task']} {e['kind']} {e['speedup']:.2f}x" for e in tg
-                                               if e["speedup"] is not None) + ".")
+        ratio = lambda e: f"{e['task']} {e['kind']} {e['speedup']:.2f}x"  # noqa: E731
+        lines.append(f"- Training-time ratio full / during for S5 and LRU: {', '.join(map(ratio, mimo))} (target "
+                     ">= 1.3x); all kinds: " + ", ".join(ratio(e) for e in tg if e["speedup"] is not None) + ".")
     if res.get("quick"):
         lines.append("- Quick run: toy sizes, one seed; these numbers check the pipeline and mean nothing.")
     return "\n".join(lines)
