@@ -5,6 +5,11 @@ and step (one token at a time, dk.ssm_step: the decoding / streaming view). Each
 whole model (a 2-block SequenceClassifier: its GLU output maps cost the same at every d_state) and
 for its first S4D layer alone (where the state size is the cost).
 
+And what a state budget buys (test_budget_paired): an S5, an LRU and an S4D layer (d_model 64, d_state 64)
+against reduce_model(layer, fraction=f) of it, f = 1/2, 1/4, 1/8 (the S4D's channels keep their own
+counts: allocate="last", stored flat), scan and step, each speedup beside its work ratio (the states
+before / after: the state is most of these layers' work).
+
 Run through scripts/bench_reduction.sh (saves the JSON under bench/results/ named by machine and
 prints the speedup table); `python bench/test_bench_reduction.py <json>` prints the table again.
 """
@@ -99,6 +104,68 @@ def test_paired(benchmark, models, target, mode):
                      q3=float(np.quantile(full / np.array(times[d]), 0.75))) for d in runs})
 
 
+# --- what a state budget buys --------------------------------------------------------------------------
+BUDGET_KINDS = ("s5", "lru", "s4d")
+BUDGET_FRACTIONS = (0.5, 0.25, 0.125)
+BH, BL, BB = 64, 1024, 16
+
+
+@pytest.fixture(scope="module")
+def budget_layers():
+    """{kind: {fraction: layer}} (1.0: the full layer); the reduction itself is not timed."""
+    from dssm_kernels.nn import make_layer
+    from dssm_kernels.reduction import reduce_model
+    out = {}
+    for kind in BUDGET_KINDS:
+        full = make_layer(kind, BH, FULL, seed=0).eval()
+        out[kind] = {1.0: full}
+        for f in BUDGET_FRACTIONS:
+            out[kind][f] = reduce_model(full, fraction=f, allocate="last", measure=False)[0].eval()
+    return out
+
+
+@pytest.mark.parametrize("kind", BUDGET_KINDS)
+@pytest.mark.parametrize("mode", ("scan", "step"))
+def test_budget_paired(benchmark, budget_layers, kind, mode):
+    """Paired rounds as test_paired: full against each budget's layer, the median speedup and the work
+    ratio (real states before / after)."""
+    from dssm_kernels.reduction.model import layer_states
+    layers = budget_layers[kind]
+    x = torch.randn(BB, BL, BH, generator=torch.Generator().manual_seed(0))
+    xt = torch.randn(1, BH, generator=torch.Generator().manual_seed(1))
+    runs = {}
+    for f, layer in layers.items():
+        if mode == "scan":
+            runs[f] = (lambda m: lambda: m.scan(x))(layer)
+        else:
+            state = layer.step(xt, None)[1]
+            runs[f] = (lambda m, s: lambda: m.step(xt, s))(layer, state)
+    rounds, reps = (40, 50) if mode == "step" else (12, 1)
+    times = {f: [] for f in runs}
+    order = list(runs)
+
+    def one_round():
+        for f in order:
+            t = time.perf_counter()
+            for _ in range(reps):
+                runs[f]()
+            times[f].append((time.perf_counter() - t) / reps)
+        order.append(order.pop(0))
+
+    with torch.no_grad():
+        for fn in runs.values():
+            fn()
+        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    full = np.array(times[1.0])
+    states = {f: layer_states(m) for f, m in layers.items()}
+    benchmark.group = f"budget {kind} {mode}"
+    benchmark.extra_info.update(kind="budget", layer=kind, mode=mode, threads=torch.get_num_threads(),
+                                sizes=dict(B=BB if mode == "scan" else 1, H=BH, L=BL if mode == "scan" else 1),
+                                ratios={str(f): dict(median_s=float(np.median(times[f])), states=states[f],
+                                                     speedup=float(np.median(full / np.array(times[f]))),
+                                                     work=states[1.0] / states[f]) for f in runs})
+
+
 def summarize(path) -> str:
     """Markdown table: per target and mode, the full model's median time and each reduction's median
     paired speedup (interquartile range over the rounds)."""
@@ -121,6 +188,18 @@ def summarize(path) -> str:
         params = " / ".join(str(timed[(target, "scan", d)]["params"]) for d in (FULL,) + REDUCED
                             if (target, "scan", d) in timed)
         lines.append(f"\n{target} parameters (d_state {'/'.join(map(str, (FULL,) + REDUCED))}): {params}")
+    budget = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "budget"]
+    if budget:
+        lines += ["", "| budget: layer | mode | sizes | full (time) | " +
+                  " | ".join(f"{100 * f:g} % of the states: speedup (work ratio)" for f in BUDGET_FRACTIONS) + " |",
+                  "|" + "---|" * (4 + len(BUDGET_FRACTIONS))]
+        for info in budget:
+            r = info["ratios"]
+            sz = info["sizes"]
+            cells = [f"{r['1.0']['median_s'] * 1e3:.3f} ms"] + [
+                f"{r[str(f)]['speedup']:.2f}x ({r[str(f)]['work']:.2f}x)" for f in BUDGET_FRACTIONS]
+            lines.append(f"| {info['layer'].upper()} | {info['mode']} | B={sz['B']} H={sz['H']} L={sz['L']} | "
+                         + " | ".join(cells) + " |")
     mi = data["machine_info"]
     threads = next(iter(paired.values()))["threads"] if paired else "?"
     lines.append(f"\nmachine: {mi.get('device', mi.get('processor'))}, {mi.get('cpu', {}).get('count', '?')} cores, "

@@ -60,7 +60,10 @@ def check_number(where: str, name: str, value, minimum: float | None = None, max
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0) or \
             (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        want = "a finite number > 0" if positive else f"a finite number {_range(minimum, maximum)}".rstrip()
+        if positive:
+            want = "a finite number > 0" if maximum is None else f"a finite number in (0, {maximum:g}]"
+        else:
+            want = f"a finite number {_range(minimum, maximum)}".rstrip()
         raise ValueError(f"{where}: {name} must be {want}{_or_none(allow_none)}, got {value!r}")
     return value
 

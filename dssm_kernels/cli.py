@@ -2,7 +2,8 @@
 
     dssm demo [--out DIR] [--epochs N] ...          train, reduce (bt / modal / h2), retrain, time; one table
     dssm train --task NAME --layer KIND --out CKPT  train a classifier on a built-in task (torchrun: on N processes)
-    dssm reduce CKPT (--d-state R | --tol T) [--method bt|modal|h2] [--out CKPT]
+    dssm reduce CKPT (--budget N | --fraction F | --d-state R | --tol T) [--method bt|bsp|modal|msp|h2|tlh2]
+               [--allocate bound|last|energy|uniform] [--out CKPT]
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
     dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
     dssm experiment NAME                            the seed papers' experiments at CPU scale
@@ -23,7 +24,8 @@ import sys
 
 from dssm_kernels import tasks
 from dssm_kernels.nn import LAYERS
-from dssm_kernels.reduction.model import METHODS
+from dssm_kernels.reduction.model import ALLOCATIONS, METHODS
+from dssm_kernels.workflows.demo import METHODS as DEMO_METHODS
 from dssm_kernels.workflows import experiments
 from dssm_kernels.workflows.distributed import DEFAULT_TIMEOUT_S
 from dssm_kernels.workflows.timing import MODES
@@ -79,13 +81,13 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
-def _unit_interval(text: str) -> float:
-    """An argparse type: a float in (0, 1]."""
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
     return value
 
@@ -172,11 +174,20 @@ def cmd_train(a) -> int:
     return 0
 
 
-def reduced_path(checkpoint: str, method: str, d_state: int | None, tol: float | None) -> str:
+def reduced_path(checkpoint: str, method: str, d_state: int | None, tol: float | None, budget: int | None = None,
+                 fraction: float | None = None, allocate: str = "bound") -> str:
     """Where `dssm reduce` writes by default: next to the input, its file's stem (never the folders'
-    names, nor any suffix: model.pth -> model-bt8.pt) with the method and the size or tolerance."""
+    names, nor any suffix: model.pth -> model-bt8.pt) with the method and the size, tolerance or budget
+    (m-bt-b256-bound.pt, m-bsp-f0.25-last.pt)."""
     p = pathlib.Path(checkpoint)
-    tag = f"{method}{d_state}" if d_state is not None else f"{method}-tol{tol:g}"
+    if d_state is not None:
+        tag = f"{method}{d_state}"
+    elif tol is not None:
+        tag = f"{method}-tol{tol:g}"
+    elif budget is not None:
+        tag = f"{method}-b{budget}-{allocate}"
+    else:
+        tag = f"{method}-f{fraction:g}-{allocate}"
     return str(p.with_name(f"{p.stem}-{tag}.pt"))
 
 
@@ -197,10 +208,13 @@ def cmd_reduce(a) -> int:
     from dssm_kernels.workflows import checkpoint, preflight
     from dssm_kernels.workflows.reporting import jsonable
     from dssm_kernels.workflows.training import accuracy
-    if a.tol is not None and a.method not in ("bt", "modal"):
-        raise ValueError("--tol needs --method bt or modal (their error bounds choose the size), "
+    if a.tol is not None and a.method not in R.model.BOUNDED:
+        raise ValueError(f"--tol needs --method bt or modal (or bsp, msp: their error bounds choose the size), "
                          f"got --method {a.method}")
-    out = a.out or reduced_path(a.checkpoint, a.method, a.d_state, a.tol)
+    if a.allocate is not None and a.budget is None and a.fraction is None:
+        raise ValueError(f"--allocate {a.allocate} splits a --budget or --fraction across the layers; give one of them")
+    allocate = a.allocate or "bound"
+    out = a.out or reduced_path(a.checkpoint, a.method, a.d_state, a.tol, a.budget, a.fraction, allocate)
     report_file = report_path(out)
     for path, what in ((out, "--out"), (report_file, "the report")):
         if _same_file(path, a.checkpoint):
@@ -214,18 +228,30 @@ def cmd_reduce(a) -> int:
         if reason is not None:
             raise ValueError(f"{a.checkpoint} cannot be reduced: {reason}")
     sizes = [block.layer.d_state for block in model.blocks]
-    if a.d_state is not None and a.d_state >= max(sizes):
+    states = sum(R.model.layer_states(block.layer) for block in model.blocks)
+    kinds = {type(block.layer).__name__ for block in model.blocks}
+    if a.d_state is not None and a.d_state >= max(sizes) and "S4" not in kinds:
         raise ValueError(f"--d-state {a.d_state} removes nothing: the layers of {a.checkpoint} have d_state "
                          f"{', '.join(map(str, sizes))}; give a smaller one (nothing written)")
-    small, report = R.reduce_model(model, d_state=a.d_state, tol=a.tol, method=a.method, horizon=a.horizon)
+    if a.budget is not None and a.budget >= states:
+        raise ValueError(f"--budget {a.budget} removes nothing: {a.checkpoint} holds {states} real states; give fewer "
+                         "(nothing written)")
+    horizon = a.horizon
+    if a.method == "tlh2" and horizon is None:
+        horizon = int(t.test[0].shape[1])          # time-limited h2 fits the task's sequences
+    small, report = R.reduce_model(model, d_state=a.d_state, tol=a.tol, method=a.method, horizon=horizon,
+                                   budget=a.budget, fraction=a.fraction, allocate=allocate)
     if not report.layers:
         raise ValueError(f"--tol {a.tol:g} removes nothing: no layer of {a.checkpoint} meets it with fewer states than "
                          f"its present d_state ({', '.join(map(str, sizes))}); give a larger --tol (nothing written)")
-    request = {"method": a.method, "d_state": a.d_state, "tol": a.tol, "horizon": a.horizon}
+    request = {"method": a.method, "d_state": a.d_state, "tol": a.tol, "budget": a.budget, "fraction": a.fraction,
+               "allocate": allocate if (a.budget is not None or a.fraction is not None) else None, "horizon": horizon}
     summary = {"checkpoint": out, "parent": a.checkpoint, **request,
                "test_acc_before": accuracy(model, t.test), "test_acc_after": accuracy(small, t.test),
                "ssm_params_before": checkpoint.ssm_parameter_count(model),
-               "ssm_params_after": checkpoint.ssm_parameter_count(small)}
+               "ssm_params_after": checkpoint.ssm_parameter_count(small),
+               "states_before": report.states_before, "states_after": report.states_after,
+               "composed_bound": report.composed_bound}
     checkpoint.save(out, small, t, parent=a.checkpoint, reduction={**request, "report": jsonable(report)})
     with open(report_file, "w") as f:
         json.dump({**summary, "report": jsonable(report)}, f, indent=1)
@@ -234,19 +260,30 @@ def cmd_reduce(a) -> int:
 
 
 def _reduce_summary(s: dict, report, report_file: str, n_layers: int) -> str:
-    """A few lines: what was written, accuracy and SSM parameters before -> after, and per reduced layer its
-    state size, the guaranteed bound and the measured error (maxima over the channels)."""
+    """A few lines: what was written, accuracy, states and SSM parameters before -> after, and per reduced layer
+    its state size, the modes its systems keep (the allocation), the guaranteed bound and the measured error
+    (maxima over the channels), and the composed bound."""
     import numpy as np
-    asked = f"--d-state {s['d_state']}" if s["d_state"] is not None else f"--tol {s['tol']:g}"
+    if s["d_state"] is not None:
+        asked = f"--d-state {s['d_state']}"
+    elif s["tol"] is not None:
+        asked = f"--tol {s['tol']:g}"
+    else:
+        size = f"--budget {s['budget']}" if s["budget"] is not None else f"--fraction {s['fraction']:g}"
+        asked = f"{size} --allocate {s['allocate']}"
+    comp = "-" if s["composed_bound"] is None else f"{s['composed_bound']:.2e}"
     lines = [f"wrote {s['checkpoint']} ({s['method']}, {asked}: {len(report.layers)} of {n_layers} layers reduced)",
              f"full report: {report_file}",
              f"test accuracy  {s['test_acc_before']:.3f} -> {s['test_acc_after']:.3f}",
-             f"SSM params     {s['ssm_params_before']} -> {s['ssm_params_after']}",
-             f"{'layer':<20} {'d_state':>9} {'bound (max)':>12} {'H-inf error (max)':>18} {'kernel rel. error':>18}"]
+             f"SSM params     {s['ssm_params_before']} -> {s['ssm_params_after']}; states {s['states_before']} -> "
+             f"{s['states_after']}; composed bound {comp}",
+             f"{'layer':<20} {'d_state':>9} {'bound (max)':>12} {'H-inf error (max)':>18} {'kernel rel. error':>18} "
+             f"{'modes min/mean/max':>19}"]
     for r in report.layers:
-        bound = "-" if r.error_bound is None else f"{np.max(r.error_bound):.2e}"
+        bound = "-" if r.layer_bound is None else f"{r.layer_bound:.2e}"
+        m = np.atleast_1d(r.modes)
         lines.append(f"{r.name:<20} {f'{r.d_state_before} -> {r.d_state_after}':>9} {bound:>12} "
-                     f"{np.max(r.hinf_error):>18.2e} {r.kernel_error:>18.2e}")
+                     f"{np.max(r.hinf_error):>18.2e} {r.kernel_error:>18.2e} {f'{m.min()}/{m.mean():.1f}/{m.max()}':>19}")
     return "\n".join(lines)
 
 
@@ -373,8 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reduced d_state values, each even and below --d-state (default 16 8 4)")
     s.add_argument("--retrain-ranks", type=state, nargs="+", default=[8, 4],
                    help="reduced d_state values retrained (default 8 4)")
-    s.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
-                   help=f"reduction methods (default {' '.join(METHODS)})")
+    s.add_argument("--methods", nargs="+", default=list(DEMO_METHODS), choices=DEMO_METHODS,
+                   help=f"reduction methods (default {' '.join(DEMO_METHODS)})")
 
     s = command("train", "train a classifier on a built-in task and save a checkpoint",
                 "Train a sequence classifier on a built-in task and write a checkpoint holding its config, weights "
@@ -396,14 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hsv-reg", type=_nonnegative_float, default=0.0, metavar="LAMBDA",
                    help="add LAMBDA times the sum of every SSM system's Hankel singular values to the loss, so that "
                         "the trained model loses little to balanced truncation (default 0: off)")
-    s.add_argument("--compress-tol", type=_unit_interval, default=None, metavar="TAU",
+    s.add_argument("--compress-tol", type=_fraction, default=None, metavar="TAU",
                    help="reduce while training: every --compress-every steps of the first --compress-until of "
                         "training, cut each SSM system to the fewest modes whose discarded Hankel energy (sum of the "
                         "dropped Hankel singular values over their total) is at most TAU, and train on with the "
                         "smaller model (default: off)")
     s.add_argument("--compress-every", type=_int_type(1, MAX_EPOCHS * MAX_BATCH), default=None, metavar="K",
                    help="optimizer steps between two reductions (default: a fiftieth of the run's steps)")
-    s.add_argument("--compress-until", type=_unit_interval, default=0.1, metavar="FRACTION",
+    s.add_argument("--compress-until", type=_fraction, default=0.1, metavar="FRACTION",
                    help="the fraction of the run's optimizer steps during which reductions happen (default "
                         "%(default)s)")
     s.add_argument("--compress-method", default="bt", choices=("bt", "bsp"),
@@ -414,23 +451,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "mode's (slice, CompreSSM) (default %(default)s)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
-                "Reduce every S4D / DSS layer of a checkpoint (balanced truncation, modal truncation or h2) and write "
-                "the reduced checkpoint, plus the full reduction report as JSON next to it (OUT's stem + "
-                ".report.json). Prints a short summary: accuracy and SSM parameters before and after, and per layer "
-                "the error bound and the measured error. A reduction that removes nothing is an error.", cmd_reduce)
+                "Reduce every SSM layer of a checkpoint (S4D, DSS, S4, S5, LRU) with balanced truncation (bt), balanced "
+                "singular perturbation (bsp), modal truncation (modal), modal singular perturbation (msp), h2 or "
+                "time-limited h2 (tlh2), to a size per layer (--d-state, --tol) or to a state budget for the whole "
+                "network (--budget, --fraction) split by an allocation rule; write the reduced checkpoint, plus the "
+                "full reduction report as JSON next to it (OUT's stem + .report.json). Prints a short summary: "
+                "accuracy, states and SSM parameters before and after, and per layer the allocation, the error bound "
+                "and the measured error. A reduction that removes nothing is an error.", cmd_reduce)
     s.add_argument("checkpoint", help="checkpoint to reduce (from dssm train)")
     size = s.add_mutually_exclusive_group(required=True)
+    size.add_argument("--budget", type=_int_type(2, 2 ** 40), default=None,
+                      help="total real states of all SSM layers after reduction (S4D / DSS / S4: summed over the "
+                           "channels), split by --allocate (no default: this, --fraction, --d-state or --tol)")
+    size.add_argument("--fraction", type=_fraction, default=None,
+                      help="instead: the fraction in (0, 1] of the model's present states to keep, split by --allocate "
+                           "(no default)")
     size.add_argument("--d-state", type=state, default=None,
-                      help="real state size per layer after reduction, even (no default: this or --tol)")
+                      help="instead: real state size per layer after reduction, even (per channel for S4D / DSS / S4; "
+                           "no default)")
     size.add_argument("--tol", type=_positive_float, default=None,
                       help="instead of --d-state: per layer the smallest size whose guaranteed H-inf error bound is at "
-                           "most tol, absolute (bt and modal only; no default)")
+                           "most tol, absolute (bt, bsp, modal and msp only; no default)")
     s.add_argument("--method", default="bt", choices=METHODS, help="reduction method (default %(default)s)")
+    s.add_argument("--allocate", default=None, choices=ALLOCATIONS,
+                   help="how --budget / --fraction is split across layers and channels: bound (minimise the composed "
+                        "output-error bound), last (LAST's normalised H-inf scores, one global threshold), energy "
+                        "(one global Hankel-energy threshold), uniform (default: bound)")
     s.add_argument("--horizon", type=_int_type(1, MAX_HORIZON), default=None,
-                   help="reduce for the first HORIZON steps (time-limited); default: infinite horizon")
+                   help="reduce for the first HORIZON steps (time-limited); default: infinite horizon (tlh2: the "
+                        "task's sequence length)")
     s.add_argument("--out", default=None,
-                   help="checkpoint to write, not the input (default: next to the input, STEM-METHOD<d_state>.pt "
-                        "or STEM-METHOD-tol<tol>.pt)")
+                   help="checkpoint to write, not the input (default: next to the input, STEM-METHOD<d_state>.pt, "
+                        "STEM-METHOD-tol<tol>.pt, STEM-METHOD-b<budget>-<allocate>.pt or STEM-METHOD-f<fraction>-"
+                        "<allocate>.pt)")
 
     s = command("eval", "accuracy and sizes of checkpoints",
                 "Accuracy on one split and parameter counts of each checkpoint, as JSON.", cmd_eval)

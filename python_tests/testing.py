@@ -16,7 +16,7 @@ import torch
 import dssm_kernels as dk
 from dssm_kernels import tasks
 from dssm_kernels._backend import cpp_unavailable_reason
-from dssm_kernels.nn import DSS, S4, S4D, S5, SequenceClassifier
+from dssm_kernels.nn import DSS, LRU, S4, S4D, S5, SequenceClassifier
 from dssm_kernels.reduction import DiagonalSystem
 from dssm_kernels.workflows import checkpoint
 
@@ -227,6 +227,7 @@ LAYER_CASES = {
     "s4-legt-lmax": lambda **kw: S4(init="legt", l_max=64, **kw),
     "s5-legs-zoh": lambda **kw: S5(init="legs", disc="zoh", **kw),
     "s5-ptd-bilinear": lambda **kw: S5(init="ptd", disc="bilinear", **kw),
+    "lru": lambda **kw: LRU(**kw),
 }
 STEP_TOL = {torch.float64: 1e-10, torch.float32: 1e-4}   # step against forward, relative
 
@@ -284,12 +285,34 @@ def mp_energy(sys: DiagonalSystem, L) -> float:
     s = sys.std
     X = [mpc(v) for v in np.concatenate([s.p, np.conj(s.p)])]
     R = [mpc(v) for v in np.concatenate([s.r, np.conj(s.r)])]
-    total = mp.mpf(float(s.d)) ** 2
+    total = mp.mpf(float(s.d[..., 0, 0])) ** 2
     for i in range(len(X)):
         for j in range(len(X)):
             q = X[i] * mp.conj(X[j])
             total += R[i] * mp.conj(R[j]) * (1 / (1 - q) if L is None else (1 - q ** (L - 1)) / (1 - q))
     return float(mp.sqrt(mp.re(total)))
+
+
+def random_mimo(rng: np.random.Generator, N: int, m: int, p: int, dt=None, disc: str = "zoh", decay=(0.02, 1.0),
+                freq: float = 3.0, n_real: int = 0):
+    """A MimoSystem like random_system: N stable modes (the last n_real real), B (N, m), C (p, N) ~ CN(0, 1),
+    D (p, m) ~ N(0, 1)."""
+    from dssm_kernels.reduction import MimoSystem
+    im = rng.normal(0, freq, N)
+    if n_real:
+        im[N - n_real:] = 0.0
+    lam = -rng.uniform(*decay, N) + 1j * im
+    cn = lambda *s: rng.normal(size=s) + 1j * rng.normal(size=s)  # noqa: E731
+    return MimoSystem(lam, cn(N, m), cn(p, N), rng.normal(size=(p, m)), dt=dt, disc=disc)
+
+
+def dense_lyapunov_hsv(A, B, C, discrete: bool) -> np.ndarray:
+    """sqrt(eig(P Q)) from scipy's dense Lyapunov solvers (the textbook route), descending."""
+    if discrete:
+        P, Q = sl.solve_discrete_lyapunov(A, B @ B.T), sl.solve_discrete_lyapunov(A.T, C.T @ C)
+    else:
+        P, Q = sl.solve_continuous_lyapunov(A, -B @ B.T), sl.solve_continuous_lyapunov(A.T, -C.T @ C)
+    return np.sort(np.sqrt(np.abs(np.linalg.eigvals(P @ Q).real)))[::-1]
 
 
 # ---------------------------------------------------------------------------------- deploy models

@@ -1,4 +1,4 @@
-"""Drop-in torch.nn layers on the dssm_kernels ops: S4D, DSS, S4 (DPLR), S5, a residual block and a
+"""Drop-in torch.nn layers on the dssm_kernels ops: S4D, DSS, S4 (DPLR), S5, LRU, a residual block and a
 small sequence classifier; param_groups builds optimiser groups that honour each SSM parameter's own
 learning rate and weight decay."""
 from __future__ import annotations
@@ -9,12 +9,13 @@ from dssm_kernels._validate import check_number
 from dssm_kernels.nn._base import ssm_optim_tags
 from dssm_kernels.nn.block import LAYERS, ResidualBlock, make_layer
 from dssm_kernels.nn.dss import DSS
+from dssm_kernels.nn.lru import LRU
 from dssm_kernels.nn.model import SequenceClassifier
 from dssm_kernels.nn.s4 import S4
 from dssm_kernels.nn.s4d import S4D
 from dssm_kernels.nn.s5 import S5
 
-__all__ = ["S4D", "DSS", "S4", "S5", "LAYERS", "make_layer", "ResidualBlock", "SequenceClassifier", "param_groups"]
+__all__ = ["S4D", "DSS", "S4", "S5", "LRU", "LAYERS", "make_layer", "ResidualBlock", "SequenceClassifier", "param_groups"]
 
 
 def param_groups(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> list[dict]:

@@ -104,6 +104,46 @@ def ssm_optim_tags(model: nn.Module) -> dict[int, dict]:
     return tags
 
 
+def modal_tensors(who: str, H: int, lam, B, C, D, dt):
+    """A diagonal layer's continuous modes as complex128 lam, B, C (H, N) and float64 D, dt (H,), checked:
+    shapes, finite values, dt > 0 (ValueError naming the argument)."""
+    lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
+    if lam.dim() != 2 or lam.shape[0] != H or lam.shape[1] < 1:
+        raise ValueError(f"{who}: lam must be (H={H}, N) with N >= 1, got {tuple(lam.shape)}")
+    D = torch.as_tensor(D, dtype=torch.float64)
+    dt = torch.as_tensor(dt, dtype=torch.float64)
+    for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]), ("dt", dt, lam.shape[:1])):
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
+    for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite value(s)")
+    if not bool((dt > 0).all()):
+        raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
+    return lam, B, C, D, dt
+
+
+def mimo_modal_tensors(who: str, layer, lam, B, C, D, dt):
+    """A MIMO layer's with_modal_form arguments as complex128 lam (N,), B (N, H), C (H, N), float64 D (H,)
+    and a float dt, checked (shapes, finite, dt > 0); D None: the layer's, dt None: 1."""
+    H = layer.d_model
+    lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
+    if lam.dim() != 1 or lam.shape[0] < 1:
+        raise ValueError(f"{who}: lam must be (N,) with N >= 1, got {tuple(lam.shape)}")
+    N = lam.shape[0]
+    D = layer.D.detach().double() if D is None else torch.as_tensor(D, dtype=torch.float64)
+    dt = torch.tensor(1.0, dtype=torch.float64) if dt is None else torch.as_tensor(dt, dtype=torch.float64)
+    for name, t, shape in (("B", B, (N, H)), ("C", C, (H, N)), ("D", D, (H,)), ("dt", dt, ())):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{who}: {name} must have shape {shape}, got {tuple(t.shape)}")
+    for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite value(s)")
+    if not float(dt) > 0:
+        raise ValueError(f"{who}: dt must be > 0, got {float(dt)}")
+    return lam, B, C, D, float(dt)
+
+
 class SSMLayer(nn.Module, abc.ABC):
     """Base of the layers: H = d_model channels, d_state the real state size (even: N = d_state / 2
     complex modes in conjugate pairs). Subclasses set up their parameters and implement forward on
@@ -196,6 +236,13 @@ class SSMLayer(nn.Module, abc.ABC):
         self._check_state(state, u_t.shape[0], who)
         return state
 
+    def config(self) -> dict:
+        """The constructor options (besides d_model, d_state, backend, dtype, device, seed) that rebuild a
+        layer of this structure, for SequenceClassifier's per-block configs: plain values only."""
+        return {name: getattr(self, name) for name in self._config_options}
+
+    _config_options: tuple = ("transposed", "l_max")
+
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, d_state={self.d_state}, transposed={self.transposed}, backend={self.backend!r}"
 
@@ -228,57 +275,154 @@ class ConvSSMLayer(SSMLayer):
         return (batch, self.d_model, self.d_state // 2)
 
 
+MAX_CHANNEL_MODES = 1 << 16       # channel_modes entries (a count from a checkpoint is checked before allocating)
+INERT_LAM = -0.5 + 0.0j           # the mode a per-channel layout's padded modal form fills in (with B 1, C 0)
+
+
+class ChannelModes:
+    """The modes of a SISO-per-channel layer whose channels keep different numbers of modes (what a
+    model-wide state budget gives), stored flat: M = sum(counts) modes, grouped by count (ascending),
+    within a group channel by channel. Each group is an (H_g, n_g) block the ops run on as they are;
+    so the layer costs what its M modes cost, not H * max(counts) (a mask or padding would).
+
+    counts: H ints >= 1. groups: [(n_g, channels (H_g,) long tensor, offset into the flat modes)];
+    mode_channel: (M,) the channel of each flat mode; inverse: the channel order undoing the grouping."""
+
+    def __init__(self, who: str, counts, H: int):
+        if not isinstance(counts, (list, tuple)) or len(counts) != H or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_CHANNEL_MODES for n in counts):
+            raise ValueError(f"{who}: channel_modes must be a list of d_model={H} ints in [1, {MAX_CHANNEL_MODES}], got "
+                             f"{counts!r:.80}")
+        self.counts = [int(n) for n in counts]
+        self.M = sum(self.counts)
+        self.groups, order, off = [], [], 0
+        for n in sorted(set(self.counts)):
+            chans = [h for h in range(H) if self.counts[h] == n]
+            self.groups.append((n, torch.tensor(chans), off))
+            order += chans
+            off += n * len(chans)
+        self.inverse = torch.argsort(torch.tensor(order))
+        self.mode_channel = torch.cat([ch.repeat_interleave(n) for n, ch, _ in self.groups])
+        # (h, j) of each flat mode, to gather from / scatter to (H, max count) arrays
+        self._rows = self.mode_channel
+        self._cols = torch.cat([torch.arange(n).repeat(len(ch)) for n, ch, _ in self.groups])
+
+    @staticmethod
+    def d_state(counts) -> int:
+        """The layer's d_state: the mean real state per channel, rounded up to even (2 ceil(M / H))."""
+        return 2 * -(-sum(counts) // len(counts))
+
+    def to_flat(self, X: torch.Tensor) -> torch.Tensor:
+        """(H, N) -> (M,): the first counts[h] modes of each row, in the flat order."""
+        return X[self._rows, self._cols]
+
+    def to_padded(self, flat: torch.Tensor, fill) -> torch.Tensor:
+        """(M,) -> (H, max count), the missing modes filled with `fill`."""
+        out = torch.full((len(self.counts), max(self.counts)), fill, dtype=flat.dtype, device=flat.device)
+        out[self._rows.to(flat.device), self._cols.to(flat.device)] = flat
+        return out
+
+    def blocks(self, flat: torch.Tensor):
+        """[(channels, (H_g, n_g) view)] of a flat (..., M) tensor."""
+        return [(ch.to(flat.device), flat[..., off:off + n * len(ch)].unflatten(-1, (len(ch), n)))
+                for n, ch, off in self.groups]
+
+    def merge(self, parts: list, dim: int) -> torch.Tensor:
+        """Per-group results along `dim` (H_g channels each) back in channel order."""
+        cat = torch.cat(parts, dim)
+        return cat.index_select(dim, self.inverse.to(cat.device))
+
+
 class DiagonalConvLayer(ConvSSMLayer):
     """A diagonal SISO-per-channel layer (S4D, DSS): subclasses give discrete() -> (dA, dB, C, log dA),
-    complex (H, N) each. The kernel is K[l] = 2 Re(sum_n C dB dA^l) = dk.vandermonde(C dB, log dA, L);
+    complex (H, N) each (flat (M,) when channels keep different numbers of modes: self.layout, a
+    ChannelModes). The kernel is K[l] = 2 Re(sum_n C dB dA^l) = dk.vandermonde(C dB, log dA, L);
     step() is the same recurrence (dk.ssm_step), so the two agree."""
+
+    layout: ChannelModes | None = None
 
     @abc.abstractmethod
     def discrete(self):
-        """(dA, dB, C, log dA), complex (H, N) each."""
+        """(dA, dB, C, log dA), complex (H, N) each (or (M,))."""
+
+    def _set_layout(self, channel_modes, d_state: int) -> None:
+        """channel_modes: None (every channel N = d_state / 2 modes) or H counts, whose d_state must then be
+        ChannelModes.d_state(counts)."""
+        self.channel_modes = None if channel_modes is None else list(channel_modes)
+        if channel_modes is None:
+            self.layout = None
+            return
+        who = type(self).__name__
+        self.layout = ChannelModes(who, self.channel_modes, self.d_model)
+        want = ChannelModes.d_state(self.channel_modes)
+        if d_state != want:
+            raise ValueError(f"{who}: with channel_modes (M = {self.layout.M} modes over {self.d_model} channels), "
+                             f"d_state must be 2 ceil(M / d_model) = {want}, got {d_state}")
+
+    def _mode_dt(self) -> torch.Tensor:
+        """Each mode's step: (H, 1) against (H, N) modes, or (M,) for a per-channel layout."""
+        dt = torch.exp(self.log_dt)
+        return dt.unsqueeze(-1) if self.layout is None else dt[self.layout.mode_channel.to(dt.device)]
 
     def _modal_tensors(self, lam, B, C, D, dt):
-        """with_modal_form's arguments as complex128 lam, B, C (H, N) and float64 D, dt (H,) (None: this
-        layer's), checked: shapes, finite values, dt > 0."""
-        who = f"{type(self).__name__}.with_modal_form"
-        lam, B, C = (torch.as_tensor(t, dtype=torch.complex128) for t in (lam, B, C))
-        if lam.dim() != 2 or lam.shape[0] != self.d_model or lam.shape[1] < 1:
-            raise ValueError(f"{who}: lam must be (H={self.d_model}, N) with N >= 1, got {tuple(lam.shape)}")
-        form = self.modal_form()
-        D = form["D"] if D is None else torch.as_tensor(D, dtype=torch.float64)
-        dt = form["dt"] if dt is None else torch.as_tensor(dt, dtype=torch.float64)
-        for name, t, shape in (("B", B, lam.shape), ("C", C, lam.shape), ("D", D, lam.shape[:1]),
-                               ("dt", dt, lam.shape[:1])):
-            if tuple(t.shape) != tuple(shape):
-                raise ValueError(f"{who}: {name} must have shape {tuple(shape)} (like lam), got {tuple(t.shape)}")
-        for name, t in (("lam", lam), ("B", B), ("C", C), ("D", D), ("dt", dt)):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{who}: {name} must be finite, got {int((~torch.isfinite(t)).sum())} non-finite "
-                                 "value(s)")
-        if not bool((dt > 0).all()):
-            raise ValueError(f"{who}: dt must be > 0, got min {dt.min().item()}")
-        return lam, B, C, D, dt
+        """with_modal_form's arguments checked (modal_tensors), D and dt None meaning this layer's."""
+        if D is None or dt is None:
+            form = self.modal_form()
+            D = form["D"] if D is None else D
+            dt = form["dt"] if dt is None else dt
+        return modal_tensors(f"{type(self).__name__}.with_modal_form", self.d_model, lam, B, C, D, dt)
+
+    def _padded(self, x: torch.Tensor, fill) -> torch.Tensor:
+        """A per-mode quantity as (H, N): as it is, or a per-channel layout's padded with `fill`."""
+        return x if self.layout is None else self.layout.to_padded(x, fill)
+
+    def _vandermonde(self, v: torch.Tensor, x: torch.Tensor, L: int) -> torch.Tensor:
+        """dk.vandermonde (H, L) of per-mode v, x: (H, N), or (M,) run group by group."""
+        if self.layout is None:
+            return dk.vandermonde(v, x, L, backend=self.backend)
+        parts = [dk.vandermonde(vg, xg, L, backend=self.backend)
+                 for (_, vg), (_, xg) in zip(self.layout.blocks(v), self.layout.blocks(x))]
+        return self.layout.merge(parts, 0)
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K (H, L)."""
         self._check_length(L)
         _, dB, C, log_dA = self.discrete()
-        return dk.vandermonde(C * dB, log_dA, L, backend=self.backend)
+        return self._vandermonde(C * dB, log_dA, L)
+
+    def _state_shape(self, batch: int) -> tuple:
+        """(batch, H, N), or (batch, M) for a per-channel layout."""
+        return (batch, self.d_model, self.d_state // 2) if self.layout is None else (batch, self.layout.M)
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor | None):
-        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, H, N)). Equals forward() step by step.
-        state: what default_state(B) or the previous step gave; None is the zero state."""
+        """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, H, N) or (B, M)). Equals forward()
+        step by step. state: what default_state(B) or the previous step gave; None is the zero state."""
         state = self._check_step(u_t, state)
         dA, dB, C, _ = self._cached("discrete", self.discrete)
-        return dk.ssm_step(u_t, state, dA, dB, C, self.D, backend=self.backend)
+        if self.layout is None:
+            return dk.ssm_step(u_t, state, dA, dB, C, self.D, backend=self.backend)
+        ys, states = [], []
+        for (ch, s), (_, a), (_, b), (_, c) in zip(*(self.layout.blocks(t) for t in (state, dA, dB, C))):
+            y, s = dk.ssm_step(u_t.index_select(1, ch), s, a, b, c, self.D.index_select(0, ch), backend=self.backend)
+            ys.append(y)
+            states.append(s.flatten(1))
+        return self.layout.merge(ys, 1), torch.cat(states, 1)
 
     def scan(self, u: torch.Tensor, state: torch.Tensor | None = None):
-        """The recurrent view over a whole sequence (dk.ssm_scan): (y like forward(u), last state (B, H, N)).
-        O(L N) per channel instead of the convolution's O(L log L): the cheaper one for small states.
-        state: (B, H, N) as default_state(B) gives, or None (zero)."""
+        """The recurrent view over a whole sequence (dk.ssm_scan): (y like forward(u), last state as
+        default_state). O(L N) per channel instead of the convolution's O(L log L): the cheaper one for
+        small states. state: as default_state(B) gives, or None (zero)."""
         who = f"{type(self).__name__}.scan"
         x = self._channels_first(u, who)
         self._check_state(state, x.shape[0], who)
         dA, dB, C, _ = self.discrete()
-        y, last = dk.ssm_scan(x, dA, dB, C, self.D, state, backend=self.backend)
-        return self._restore(y), last
+        if self.layout is None:
+            y, last = dk.ssm_scan(x, dA, dB, C, self.D, state, backend=self.backend)
+            return self._restore(y), last
+        st = self.layout.blocks(state) if state is not None else [(None, None)] * len(self.layout.groups)
+        ys, lasts = [], []
+        for (ch, a), (_, b), (_, c), (_, s) in zip(*(self.layout.blocks(t) for t in (dA, dB, C)), st):
+            y, last = dk.ssm_scan(x.index_select(1, ch), a, b, c, self.D.index_select(0, ch), s, backend=self.backend)
+            ys.append(y)
+            lasts.append(last.flatten(1))
+        return self._restore(self.layout.merge(ys, 1)), torch.cat(lasts, 1)

@@ -7,11 +7,12 @@ from torch import nn
 from dssm_kernels._validate import check_bool, check_choice, check_number
 from dssm_kernels.nn._base import SSMLayer, check_real_input
 from dssm_kernels.nn.dss import DSS
+from dssm_kernels.nn.lru import LRU
 from dssm_kernels.nn.s4 import S4
 from dssm_kernels.nn.s4d import S4D
 from dssm_kernels.nn.s5 import S5
 
-LAYERS = {"s4d": S4D, "dss": DSS, "s4": S4, "s5": S5}
+LAYERS = {"s4d": S4D, "dss": DSS, "s4": S4, "s5": S5, "lru": LRU}
 NORMS = ("layer", "none")
 ACTIVATIONS = ("glu", "gelu")
 MODES = ("conv", "scan")

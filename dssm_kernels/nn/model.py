@@ -11,6 +11,32 @@ from dssm_kernels.nn.block import LAYERS, MODES, ResidualBlock, make_layer
 POOLS = ("mean", "last")
 
 
+def _check_blocks(blocks, n_layers: int) -> list:
+    """[None or (kind, options)] per block from the `blocks` argument (it may come from a checkpoint:
+    plain values only, each checked here and by the layer it builds)."""
+    who = "SequenceClassifier"
+    if blocks is None:
+        return [None] * n_layers
+    if not isinstance(blocks, (list, tuple)) or len(blocks) != n_layers:
+        raise ValueError(f"{who}: blocks must be None or a list of n_layers={n_layers} entries, got {blocks!r:.80}")
+    out = []
+    for i, b in enumerate(blocks):
+        if b is None:
+            out.append(None)
+            continue
+        if not isinstance(b, dict) or not all(isinstance(k, str) for k in b):
+            raise TypeError(f"{who}: blocks[{i}] must be None or a dict with str keys, got {type(b).__name__}")
+        check_choice(who, f"blocks[{i}]['layer']", b.get("layer"), LAYERS)
+        for k, v in b.items():
+            plain = v is None or isinstance(v, (bool, int, float, str)) or (
+                isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v))
+            if not plain:
+                raise TypeError(f"{who}: blocks[{i}][{k!r}] must be a number, str, bool, None or a list of ints, got "
+                                f"{type(v).__name__}")
+        out.append((b["layer"], {k: (list(v) if isinstance(v, tuple) else v) for k, v in b.items() if k != "layer"}))
+    return out
+
+
 class SequenceClassifier(nn.Module):
     """Tokens (B, L) long (vocab_size given) or features (B, L, d_input) -> logits (B, n_classes).
 
@@ -20,9 +46,13 @@ class SequenceClassifier(nn.Module):
 
     Args:
         n_classes: outputs.   d_input / vocab_size: exactly one of them (real features / token ids).
-        layer: "s4d" | "dss" | "s4" | "s5".   layer_kwargs: passed to each layer (init, disc, l_max, ...).
+        layer: "s4d" | "dss" | "s4" | "s5" | "lru".   layer_kwargs: passed to each layer (init, disc, l_max, ...).
         d_model, d_state, n_layers, dropout, norm, activation, prenorm: the blocks'; d_state may be a list,
             one per layer (what a reduced model has).
+        blocks: None, or one entry per block, None or {"layer": kind, **options}, which replaces (layer,
+            layer_kwargs) for that block (what a reduced model has: an S4 reduced to an S4D, a layer whose
+            channels keep different numbers of modes). Options are plain values: numbers, str, bool, None
+            or lists of ints.
         seed: makes construction deterministic (layers and linear maps) without touching the global RNG.
 
     Example:
@@ -37,7 +67,7 @@ class SequenceClassifier(nn.Module):
                  layer: str = "s4d", d_model: int = 64, d_state: int | list[int] = 64, n_layers: int = 2,
                  layer_kwargs: dict | None = None, dropout: float = 0.0, norm: str = "layer",
                  activation: str = "glu", prenorm: bool = True, pool: str = "mean", backend: str = "auto",
-                 dtype: torch.dtype = torch.float32, seed: int | None = None):
+                 dtype: torch.dtype = torch.float32, seed: int | None = None, blocks: list | None = None):
         super().__init__()
         check_int("SequenceClassifier", "n_classes", n_classes)
         check_int("SequenceClassifier", "n_layers", n_layers)
@@ -50,10 +80,12 @@ class SequenceClassifier(nn.Module):
         if (d_input is None) == (vocab_size is None):
             raise ValueError(f"SequenceClassifier: give exactly one of d_input and vocab_size, got d_input={d_input!r}, "
                              f"vocab_size={vocab_size!r}")
+        specs = _check_blocks(blocks, n_layers)
         self.config = dict(n_classes=n_classes, d_input=d_input, vocab_size=vocab_size, layer=layer, d_model=d_model,
                            d_state=d_state, n_layers=n_layers, layer_kwargs=dict(layer_kwargs or {}), dropout=dropout,
                            norm=norm, activation=activation, prenorm=prenorm, pool=pool, backend=backend,
-                           dtype=str(dtype).removeprefix("torch."), seed=seed)
+                           dtype=str(dtype).removeprefix("torch."), seed=seed,
+                           blocks=None if blocks is None else [None if b is None else dict(b) for b in blocks])
         d_states = list(d_state) if isinstance(d_state, (list, tuple)) else [d_state] * n_layers
         if len(d_states) != n_layers:
             raise ValueError(f"SequenceClassifier: d_state must be an int or a list of n_layers={n_layers} ints, got {d_state!r}")
@@ -69,19 +101,26 @@ class SequenceClassifier(nn.Module):
                 check_int("SequenceClassifier", "d_input", d_input)
                 self.encoder = nn.Linear(d_input, d_model, **kw)
             lk = dict(layer_kwargs or {})
+            kinds = [(layer, lk) if spec is None else spec for spec in specs]
             self.blocks = nn.ModuleList(
-                ResidualBlock(make_layer(layer, d_model, d_states[i], backend=backend, dtype=dtype,
-                                         seed=None if seed is None else seed + 1 + i, **lk),
+                ResidualBlock(make_layer(kinds[i][0], d_model, d_states[i], backend=backend, dtype=dtype,
+                                         seed=None if seed is None else seed + 1 + i, **kinds[i][1]),
                               norm=norm, activation=activation, dropout=dropout, prenorm=prenorm)
                 for i in range(n_layers))
             self.decoder = nn.Linear(d_model, n_classes, **kw)
 
     def current_config(self) -> dict:
-        """config with each layer's present d_state (which reduction changes): from_config(current_config())
-        builds a model that this one's state_dict loads into."""
+        """config with each layer's present d_state and, where a block's layer is no longer what `layer` and
+        `layer_kwargs` build (another kind, or per-channel mode counts), its `blocks` entry (which
+        reduction changes): from_config(current_config()) builds a model that this one's state_dict
+        loads into."""
         cfg = dict(self.config)
         d_states = [b.layer.d_state for b in self.blocks]
         cfg["d_state"] = d_states[0] if len(set(d_states)) == 1 else d_states
+        kind_of = {cls: name for name, cls in LAYERS.items()}
+        specs = [{"layer": kind_of[type(b.layer)], **b.layer.config()} for b in self.blocks]
+        own = [spec["layer"] != cfg["layer"] or spec.get("channel_modes") is not None for spec in specs]
+        cfg["blocks"] = [spec if o else None for spec, o in zip(specs, own)] if any(own) else None
         return cfg
 
     @classmethod

@@ -23,6 +23,7 @@ step(): bilinear recurrence on the half state in O(N r) per step (Woodbury for (
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -30,7 +31,8 @@ import torch
 import dssm_kernels as dk
 from dssm_kernels import hippo
 from dssm_kernels._validate import check_choice
-from dssm_kernels.nn._base import ConvSSMLayer, check_dt_range, crandn, log_uniform, seeded_generator, ssm_param
+from dssm_kernels.nn._base import (ChannelModes, ConvSSMLayer, check_dt_range, crandn, log_uniform, modal_tensors,
+                                   seeded_generator, ssm_param)
 
 INITS = {"legs": "legs", "legt": "legt", "fout": "fout"}
 MIN_DECAY = 1e-3
@@ -59,6 +61,8 @@ class S4(ConvSSMLayer):
         torch.Size([2, 100, 4])
     """
 
+    _config_options = ("init", "ssm_lr", "transposed", "l_max")
+
     def __init__(self, d_model: int, d_state: int = 64, *, init: str = "legs", l_max: int | None = None,
                  dt_min: float = 1e-3, dt_max: float = 1e-1, ssm_lr: float | None = 1e-3,
                  transposed: bool = False, backend: str = "auto", dtype: torch.dtype = torch.float32,
@@ -66,7 +70,7 @@ class S4(ConvSSMLayer):
         super().__init__(d_model, d_state, transposed=transposed, backend=backend, dtype=dtype, l_max=l_max)
         check_choice("S4", "init", init, INITS)
         check_dt_range("S4", dt_min, dt_max)
-        self.init, self.disc = init, "bilinear"
+        self.init, self.disc, self.ssm_lr = init, "bilinear", ssm_lr
         H, N = d_model, d_state // 2
         g = seeded_generator("S4", seed)
         lam, P, B, _ = (torch.as_tensor(a, dtype=torch.complex128) for a in hippo.dplr(INITS[init], d_state))
@@ -169,6 +173,35 @@ class S4(ConvSSMLayer):
         if nyquist:
             Khat = torch.cat([Khat, (dt * (Ct * B).real.sum(-1, keepdim=True)).to(Khat.dtype)], dim=-1)
         return torch.fft.irfft(Khat, n=Lk)[..., :L]
+
+    # --- reduction hooks (dssm_kernels.reduction.layers) ----------------------------------------------
+    def dense_form(self) -> dict:
+        """The layer as H dense continuous systems in float64, in conjugate-pair coordinates [x; conj x]:
+        A (H, d_state, d_state) = diag(lam_f) - P_f^T conj(P_f), B and C (H, d_state) = [B, conj B] and
+        [C, conj C] with C the true output vector (C~ of l_max solved out), D, dt (H,), disc "bilinear"."""
+        with torch.no_grad():
+            double = copy.deepcopy(self).to(torch.float64)
+            A, _, _ = double.dense()
+            _, _, B, dt = double._modes()
+            return dict(A=A, B=_full(B), C=_full(double.output_vector()), D=double.D.clone(), dt=dt[:, 0].clone(),
+                        disc=self.disc)
+
+    def with_modal_form(self, lam, B, C, D=None, dt=None, *, channel_modes: list | None = None):
+        """The reduction of an S4 is diagonal: an S4D layer (bilinear, like S4) with this layer's options
+        holding the given continuous modes lam, B, C (H, N) (d_state = 2 N) and D, dt (H,) (None: this
+        layer's); Re lam < 0. channel_modes: as S4D.with_modal_form."""
+        from dssm_kernels.nn.s4d import S4D
+        with torch.no_grad():
+            D = self.D.double() if D is None else D
+            dt = self.log_dt.double().exp() if dt is None else dt
+        lam, B, C, D, dt = modal_tensors("S4.with_modal_form", self.d_model, lam, B, C, D, dt)
+        d_state = 2 * lam.shape[1] if channel_modes is None else ChannelModes.d_state(channel_modes)
+        new = S4D(self.d_model, d_state, disc="bilinear", ssm_lr=self.ssm_lr, transposed=self.transposed,
+                  backend=self.backend, dtype=self._float, device=self._device, l_max=self.l_max,
+                  channel_modes=channel_modes)
+        with torch.no_grad():
+            new._set(lam, B, C, D, dt, dtype=self._float, device=self._device)
+        return new
 
     # --- recurrent view ---------------------------------------------------------------------------
     def _step_system(self):

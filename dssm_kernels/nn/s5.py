@@ -21,7 +21,8 @@ import torch
 import dssm_kernels as dk
 from dssm_kernels import hippo
 from dssm_kernels._validate import check_choice, check_number, complex_dtype_of
-from dssm_kernels.nn._base import SSMLayer, check_dt_range, log_uniform, seeded_generator, ssm_param
+from dssm_kernels.nn._base import (SSMLayer, check_dt_range, log_uniform, mimo_modal_tensors, seeded_generator,
+                                   ssm_param)
 from dssm_kernels.nn.s4d import DISCRETISATIONS, discretise
 
 INITS = ("legs", "ptd")
@@ -64,6 +65,8 @@ class S5(SSMLayer):
         torch.Size([2, 100, 4])
     """
 
+    _config_options = ("init", "ptd_eps", "disc", "ssm_lr", "transposed", "l_max")
+
     def __init__(self, d_model: int, d_state: int = 64, *, init: str = "legs", ptd_eps: float = 1e-3,
                  disc: str = "zoh", dt_min: float = 1e-3, dt_max: float = 1e-1, ssm_lr: float | None = 1e-3,
                  transposed: bool = False, backend: str = "auto", dtype: torch.dtype = torch.float32,
@@ -73,18 +76,23 @@ class S5(SSMLayer):
         check_choice("S5", "disc", disc, DISCRETISATIONS)
         check_dt_range("S5", dt_min, dt_max)
         check_number("S5", "ptd_eps", ptd_eps, positive=True)
-        self.init, self.disc = init, disc
+        self.init, self.disc, self.ptd_eps, self.ssm_lr = init, disc, ptd_eps, ssm_lr
         N = d_state // 2
         g = seeded_generator("S5", seed)
         lam, B, C = _init_modes(d_state, d_model, init, ptd_eps, g)
+        dt = log_uniform(N, dt_min, dt_max, g).exp()
+        self._set(lam, B, C, torch.randn(d_model, generator=g, dtype=torch.float64), dt, dtype=dtype, device=device)
+
+    def _set(self, lam, B, C, D, dt, *, dtype, device):
+        """(Re)register the parameters: lam (N,) with Re lam < 0, B (N, H), C (H, N), D (H,), dt (N,) > 0."""
         kw = dict(dtype=dtype, device=device)
         ckw = dict(dtype=complex_dtype_of(dtype), device=device)
-        ssm_param(self, "log_lam_real", torch.log(-lam.real).to(**kw), ssm_lr)
-        ssm_param(self, "lam_imag", lam.imag.clone().to(**kw), ssm_lr)
-        ssm_param(self, "log_dt", log_uniform(N, dt_min, dt_max, g).to(**kw), ssm_lr)
-        ssm_param(self, "B", B.to(**ckw), ssm_lr)
+        ssm_param(self, "log_lam_real", torch.log(-lam.real).to(**kw), self.ssm_lr)
+        ssm_param(self, "lam_imag", lam.imag.clone().to(**kw), self.ssm_lr)
+        ssm_param(self, "log_dt", torch.as_tensor(dt, dtype=torch.float64).log().to(**kw), self.ssm_lr)
+        ssm_param(self, "B", B.to(**ckw), self.ssm_lr)
         self.C = torch.nn.Parameter(torch.view_as_real(C.to(**ckw)).contiguous())
-        self.D = torch.nn.Parameter(torch.randn(d_model, generator=g, dtype=torch.float64).to(**kw))
+        self.D = torch.nn.Parameter(torch.as_tensor(D, dtype=torch.float64).to(**kw))
 
     def discrete(self):
         """(dA (N,), dB (N, H), C (H, N)) complex."""
@@ -113,6 +121,36 @@ class S5(SSMLayer):
     def _state_shape(self, batch: int) -> tuple:
         """(batch, N): one state shared by all channels."""
         return (batch, self.d_state // 2)
+
+    # --- reduction hooks (dssm_kernels.reduction.layers) ----------------------------------------------
+    def modal_form(self) -> dict:
+        """The layer as one MIMO system in float64 with a common step dt = 1: each mode's own step folded
+        into it, lam dt_n and B dt_n (the same dA and dB under ZOH and bilinear alike); C (H, N), D (H,),
+        disc, mimo=True."""
+        with torch.no_grad():
+            dt = self.log_dt.double().exp()
+            lam = torch.complex(-torch.exp(self.log_lam_real.double()), self.lam_imag.double())
+            B = torch.view_as_complex(self.B).to(torch.complex128)
+            return dict(lam=lam * dt, B=B * dt.unsqueeze(-1), C=torch.view_as_complex(self.C).to(torch.complex128),
+                        D=self.D.double(), dt=torch.tensor(1.0, dtype=torch.float64), disc=self.disc, mimo=True)
+
+    def with_modal_form(self, lam, B, C, D=None, dt=None) -> "S5":
+        """A new S5 with this one's options holding the given system (modal_form's conventions): lam (N,)
+        with Re lam < 0, B (N, H), C (H, N) at the common step dt (None: 1), D (H,) (None: this layer's).
+        Every new mode gets the geometric mean of this layer's steps, dt0, and lam dt / dt0, B dt / dt0:
+        the same discrete system, at the step scale the layer trained with."""
+        lam, B, C, D, dt = mimo_modal_tensors("S5.with_modal_form", self, lam, B, C, D, dt)
+        if not bool((lam.real < 0).all()):
+            raise ValueError(f"S5.with_modal_form: every mode needs Re lam < 0, got max Re lam {lam.real.max().item()}")
+        dt0 = float(self.log_dt.detach().double().mean().exp())
+        N = lam.shape[0]
+        new = S5(self.d_model, 2 * N, init=self.init, ptd_eps=self.ptd_eps, disc=self.disc, ssm_lr=self.ssm_lr,
+                 transposed=self.transposed, backend=self.backend, dtype=self._float, device=self._device,
+                 l_max=self.l_max)
+        with torch.no_grad():
+            new._set(lam * (dt / dt0), B * (dt / dt0), C, D, torch.full((N,), dt0, dtype=torch.float64),
+                     dtype=self._float, device=self._device)
+        return new
 
     def step(self, u_t: torch.Tensor, state: torch.Tensor | None):
         """One recurrent step: u_t (B, H) -> (y_t (B, H), new state (B, N)). Equals forward() step by step.

@@ -1,119 +1,112 @@
-"""Square-root balanced truncation of diagonal systems, with the reduced system back in modal form.
+"""Balancing methods: square-root balanced truncation (BT) and balanced singular perturbation (BSP).
 
-With Gramian factors P = Zp Zp^T, Q = Zq Zq^T of the real realisation (A, B, C, d) (gramians.py:
-accurate structured factors, never an explicit Gramian or its inverse) and the SVD
-Zq^T Zp = U diag(sigma) V^T, the balancing projections of rank r are
+With Gramian factors P = Zp Zp^T, Q = Zq Zq^T of the real realisation (A, B, C, d) (gramians.py, dense.py:
+accurate factors, never an explicit Gramian or its inverse) and Zq^T Zp = U diag(sigma) V^T, the
+balancing projections of order r are V_r = Zp V_r sigma_r^(-1/2), W_r = Zq U_r sigma_r^(-1/2).
 
-    V_r = Zp V[:, :r] sigma_r^(-1/2),   W_r = Zq U[:, :r] sigma_r^(-1/2)     (W_r^T V_r = I_r),
-    A_r = W_r^T A V_r,   B_r = W_r^T B,   C_r = C V_r,   d_r = d,
+BT keeps the balanced states 1..r: A_r = W_r^T A V_r, B_r = W_r^T B, C_r = C V_r, d_r = d (so a discrete
+layer's K[0] is kept).
 
-and, for the infinite horizon, ||G - G_r||_inf <= 2 sum_{i > r} sigma_i (continuous and discrete).
-The factors are made real ([Re M, Im M] of a complex factor M of a real Gramian), so the reduced
-system is real; it is then re-diagonalised (modal_from_real) into conjugate pairs and real poles.
-A rank asking for more than the numerical rank (sigma_i <= 2N eps sigma_1, where the projection
-would divide by noise) stops there: that truncation is exact to rounding.
+BSP keeps them too but replaces the discarded ones by their steady state: with the balanced
+realisation of order k (the numerical rank) partitioned at r,
+    continuous (x2' = 0):   A_r = A11 - A12 A22^-1 A21,   B_r = B1 - A12 A22^-1 B2,
+                            C_r = C1 - C2 A22^-1 A21,    d_r = d - C2 A22^-1 B2;
+    discrete (x2 = A21 x1 + A22 x2 + B2 u):  with X = (I - A22)^-1,
+                            A_r = A11 + A12 X A21,  B_r = B1 + A12 X B2,  C_r = C1 + C2 X A21,  d_r = d + C2 X B2,
+so the reduced DC gain (s = 0; z = 1) is the full one exactly (to rounding): G_r(1) = G(1). (A22 of a
+stable balanced realisation is stable, so the inverses exist.)
 
-The API follows pyMOR's BTReductor (reduce(r=None, tol=None), error bounds 2 * tail sums).
+Both have, for the infinite horizon, ||G - G_r||_inf <= 2 sum_{i > r} sigma_i (continuous and discrete;
+BSP: Liu & Anderson 1989, the discrete case through the bilinear map, which preserves HSVs and this
+construction). The reduced systems are re-diagonalised by the reductor loop (reductor.py). A rank
+asking for more than the numerical rank (sigma_i <= n eps sigma_1, where the projection would divide
+by noise) stops there: that truncation is exact to rounding. Over a finite horizon (time-limited
+Gramians) there is no guaranteed bound.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from dssm_kernels.reduction._common import (Piece, ReductionInfo, assemble, check_max_modes, check_rank, check_system,
-                                            check_tol, modal_from_real, single_threaded)
-from dssm_kernels.reduction.gramians import gramian_factors, resolve_horizon
-from dssm_kernels.reduction.system import DiagonalSystem, StdForm, augmented_to_real
-
-_EPS = np.finfo(np.float64).eps
+from dssm_kernels.reduction._common import single_threaded
+from dssm_kernels.reduction.reductor import Method, Reduced, check_common, run
 
 
-class Balancer:
-    """The balancing of one (unbatched) standard form; project(r) gives its rank-r truncation."""
+class BT(Method):
+    name = "bt"
+    has_tails = True
 
-    def __init__(self, s: StdForm, horizon=None, who: str = "balanced_truncation"):
-        n = 2 * s.p.shape[-1]
-        T = augmented_to_real(n // 2)
-        Lp, Lq = gramian_factors(s, horizon, who)
-        real = lambda M: np.concatenate([M.real, M.imag], 1)  # noqa: E731  (M M* real => [Re M, Im M] factors it)
-        self.Zp, self.Zq = real(T @ Lp), real(T @ Lq)
-        self.A, self.B, self.C, _ = s.realization(real=True)
-        if self.Zp.size and self.Zq.size:
-            U, sv, Vt = np.linalg.svd(self.Zq.T @ self.Zp, full_matrices=False)
-        else:
-            U, sv, Vt = None, np.zeros(0), None
-        k = min(n, sv.size)
-        self.U, self.V, self.sv = (U[:, :k], Vt[:k].T, sv[:k]) if k else (None, None, sv)
-        # the reported HSVs: those of the complex factors (what hankel_singular_values gives; exact
-        # zeros where a factor has fewer columns); the real SVD above has the same values to rounding
-        self.hsv = np.zeros(n)
-        if Lp.size and Lq.size:
-            cs = np.linalg.svd(Lq.conj().T @ Lp, compute_uv=False)[:n]
-            self.hsv[:cs.size] = cs
-        self.numerical_rank = int(np.sum(self.hsv > n * _EPS * max(self.hsv[0], 1e-300)))
-        self.tails = 2 * np.concatenate([np.cumsum(self.hsv[::-1])[::-1], [0.0]])   # tails[r] = 2 sum_{i >= r}
+    def bounds(self, ctx):
+        return ctx.balancing.tails
 
-    def rank_for(self, rank: int | None, tol: float | None) -> int:
-        """min(rank, the smallest r with 2 sum_{i > r} sigma_i <= tol), capped at the numerical rank."""
-        r = len(self.hsv) if rank is None else rank
-        if tol is not None:
-            r = min(r, int(np.argmax(self.tails <= tol)))
-        return min(r, self.numerical_rank)
+    def max_rank(self, ctx):
+        return ctx.balancing.numerical_rank
 
-    def realization(self, r: int):
-        """The balanced rank-r truncation (A_r, B_r, C_r), real (r, r), (r, 1), (1, r); d is unchanged."""
-        s = 1 / np.sqrt(self.sv[:r])
-        Vr, Wr = self.Zp @ (self.V[:, :r] * s), self.Zq @ (self.U[:, :r] * s)
-        return Wr.T @ self.A @ Vr, Wr.T @ self.B, self.C @ Vr
+    def reduce(self, ctx, r):
+        bal = ctx.balancing
+        A, B, C = bal.truncation(r)
+        return Reduced(bal.d, A=A, B=B, C=C, rank=r)
 
-    def project(self, r: int):
-        """(p, res, rediag_error) of the rank-r truncation in pole-residue form (modal_from_real)."""
-        if r == 0:
-            return np.zeros(0, complex), np.zeros(0, complex), 0.0
-        return modal_from_real(*self.realization(r))
+    def bound(self, ctx, r, red):
+        return float(ctx.balancing.tails[r])
 
-    def piece(self, r: int, guaranteed: bool, max_modes: int | None = None) -> Piece:
-        """The rank-r piece; with max_modes, r is lowered until the modal form fits in that many modes
-        (each real pole takes a whole complex mode)."""
-        while True:
-            p, res, err = self.project(r)
-            if max_modes is None or len(p) <= max_modes or r == 0:
-                break
-            r -= 1
-        return Piece(p, res, r, dict(hsv=self.hsv, hsv_tail=self.tails[r],
-                                     error_bound=self.tails[r] if guaranteed else np.nan, rediag_error=err))
+
+class BSP(BT):
+    name = "bsp"
+
+    def reduce(self, ctx, r):
+        bal = ctx.balancing
+        k = bal.numerical_rank
+        A, B, C = bal.truncation(k)
+        d = bal.d
+        if r < k:
+            A11, A12, A21, A22 = A[:r, :r], A[:r, r:], A[r:, :r], A[r:, r:]
+            B1, B2, C1, C2 = B[:r], B[r:], C[:, :r], C[:, r:]
+            if ctx.discrete:
+                M = np.eye(k - r) - A22
+                sign = 1.0
+            else:
+                M = A22
+                sign = -1.0
+            XA, XB = np.linalg.solve(M, A21), np.linalg.solve(M, B2)
+            A, B, C, d = (A11 + sign * A12 @ XA, B1 + sign * A12 @ XB, C1 + sign * C2 @ XA, d + sign * C2 @ XB)
+        return Reduced(d, A=A, B=B, C=C, rank=min(r, k))
+
+
+def _check(who, sys, rank, tol, horizon, max_modes):
+    rank, tol, horizon, max_modes = check_common(who, sys, rank, tol, horizon, max_modes, rank_required=False)
+    if rank is None and tol is None:
+        raise ValueError(f"{who}: give rank or tol (or both), got neither")
+    return rank, tol, horizon, max_modes
 
 
 @single_threaded
-def balanced_truncation(sys: DiagonalSystem, rank: int | None = None, tol: float | None = None, horizon=None,
-                        *, max_modes: int | None = None):
+def balanced_truncation(sys, rank: int | None = None, tol: float | None = None, horizon=None, *,
+                        max_modes: int | None = None):
     """Square-root balanced truncation (module docstring) of each system of the batch.
 
     Args:
-        sys: DiagonalSystem (..., N).   rank: the real state size to keep (1 <= rank < 2N).
+        sys: DiagonalSystem (..., N), MimoSystem, or DenseSystem.   rank: the real state size to keep
+            (1 <= rank < the real order: 2N, or n).
         tol: keep the smallest rank whose bound 2 * sum of the discarded HSVs is <= tol (with rank too:
             the smaller of the two).   At least one of rank, tol.
         horizon: None (infinite), an int L (discrete) or float T (continuous): time-limited Gramians
             (no guaranteed bound). Systems with unstable modes use a finite horizon, with a warning.
         max_modes: lower the rank of a system until its modal form fits in this many complex modes.
     Returns:
-        (reduced DiagonalSystem (..., n_modes), ReductionInfo) with info.hsv, info.error_bound
+        (reduced system (..., n_modes) of sys.modal_class, ReductionInfo) with info.hsv, info.error_bound
         (2 * sum of the discarded HSVs; None for a finite horizon), info.rank per system.
     """
     who = "balanced_truncation"
-    check_system(who, sys)
-    rank = check_rank(who, sys, rank, required=False)
-    tol = check_tol(who, tol)
-    max_modes = check_max_modes(who, max_modes)
-    if rank is None and tol is None:
-        raise ValueError(f"{who}: give rank or tol (or both), got neither")
-    horizon = resolve_horizon(who, sys, horizon)
-    pieces = []
-    for one in sys.flat():
-        bal = Balancer(one.std, horizon, who)
-        pieces.append(bal.piece(bal.rank_for(rank, tol), horizon is None, max_modes))
-    info = ReductionInfo("bt", dict(rank=rank, tol=tol, horizon=horizon, max_modes=max_modes), None, 0, None)
-    out, info = assemble(who, sys, pieces, info)
-    info.hsv, info.hsv_tail = info.extra.pop("hsv"), info.extra.pop("hsv_tail")
-    bound = info.extra.pop("error_bound")
-    info.error_bound = bound if horizon is None else None
-    return out, info
+    rank, tol, horizon, max_modes = _check(who, sys, rank, tol, horizon, max_modes)
+    return run(BT(who, horizon, max_modes, rank=rank, tol=tol), sys, rank, tol)
+
+
+@single_threaded
+def balanced_singular_perturbation(sys, rank: int | None = None, tol: float | None = None, horizon=None, *,
+                                   max_modes: int | None = None):
+    """Balanced singular perturbation (module docstring): BT's states, the discarded ones at steady state,
+    so that the DC gain (G(0) continuous, G(1) discrete) is kept exactly. Same arguments, bound and
+    info as balanced_truncation; d changes (a discrete layer's K[0] is not kept)."""
+    who = "balanced_singular_perturbation"
+    rank, tol, horizon, max_modes = _check(who, sys, rank, tol, horizon, max_modes)
+    return run(BSP(who, horizon, max_modes, rank=rank, tol=tol), sys, rank, tol)

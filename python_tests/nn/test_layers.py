@@ -19,10 +19,11 @@ def test_layer_step_equals_forward(case, L, dtype):
         assert rel(run_steps(m, u), m(u)) <= STEP_TOL[dtype]
 
 
-@pytest.mark.parametrize("layer", ["s4d", "dss", "s4", "s5"])
+@pytest.mark.parametrize("layer", ["s4d", "dss", "s4", "s5", "lru"])
 @pytest.mark.parametrize("prenorm", [True, False])
 def test_block_and_model_step_equal_forward(layer, prenorm):
-    block = ResidualBlock(LAYER_CASES[{"s4d": "s4d-zoh", "dss": "dss-exp", "s4": "s4-legs", "s5": "s5-legs-zoh"}[layer]](
+    block = ResidualBlock(LAYER_CASES[{"s4d": "s4d-zoh", "dss": "dss-exp", "s4": "s4-legs", "s5": "s5-legs-zoh",
+                                     "lru": "lru"}[layer]](
         d_model=4, d_state=8, dtype=torch.float64, seed=0), prenorm=prenorm, activation="glu" if prenorm else "gelu")
     u = torch.randn(2, 40, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -192,7 +193,7 @@ def test_bad_layer_specific_arguments():
         S5(3, 8, disc="euler")
     with pytest.raises(ValueError, match=r"SequenceClassifier: give exactly one of d_input and vocab_size"):
         SequenceClassifier(3)
-    with pytest.raises(ValueError, match=r"SequenceClassifier: layer must be one of 's4d', 'dss', 's4', 's5', got 'lstm'"):
+    with pytest.raises(ValueError, match=r"SequenceClassifier: layer must be one of 's4d', 'dss', 's4', 's5', 'lru', got 'lstm'"):
         SequenceClassifier(3, d_input=2, layer="lstm")
     with pytest.raises(ValueError, match=r"ResidualBlock: the layer must take \(B, L, H\) input"):
         ResidualBlock(S4D(3, 8, transposed=True))

@@ -1,10 +1,13 @@
 """h2_reduction (never worse than its start, <= BT in h2, time-limited) and modal_truncation (its
 bound, modes kept as they are)."""
+import warnings
+
 import numpy as np
 import pytest
 
 from dssm_kernels.reduction import (DiagonalSystem, balanced_truncation, h2_norm, h2_reduction, hinf_norm,
                                     modal_truncation)
+from dssm_kernels.reduction.h2 import P_MIN
 from testing import accumulated, random_system
 
 
@@ -60,6 +63,27 @@ def test_never_worse_than_its_start():
     K = modal.kernel(40)   # 40 steps of a recurrence, rebuilt from the same modes: rounding only
     np.testing.assert_allclose(same.kernel(40), K, rtol=0, atol=accumulated(40) * np.abs(K).max())
     assert not info0.extra["improved"].any()
+
+
+def test_discrete_poles_stay_off_zero():
+    """Regression: on this system (found by test_h2_never_worse_than_bt) the optimiser drove the pole to
+    z = exp(-460); from_modal moved it to 1e-200 with a warning and the layer's B, C came out ~1e103
+    (inf in a float32 layer) while the info reported an improvement. Now |z| >= P_MIN, nothing warns, the
+    parameters fit float32, and the reported error is the realised system's, at most BT's."""
+    sys = DiagonalSystem(np.array([-0.02230571 + 1.23616312j, -0.04015748 + 4.02332681j, -1.73272537 + 0j]),
+                         np.array([64.27337439 + 90.07025231j, -6.44998868 + 141.16003862j, -141.7261766 + 94.73193305j]),
+                         np.array([-24.67161226 + 6.16510774j, -11.65138752 + 26.55919166j, 11.10097461 + 3.83885212j]),
+                         -0.00768888034853822, dt=0.05, disc="zoh")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h2, info = h2_reduction(sys, 1, max_iter=30)
+    bt, _ = balanced_truncation(sys, rank=1)
+    assert np.all(np.abs(h2.std.p) >= P_MIN * (1 - 1e-12))
+    for x in (h2.lam, h2.B, h2.C):
+        assert np.all(np.isfinite(x.astype(np.complex64)))
+    e_bt, e_h2 = _rel_h2(sys, bt), _rel_h2(sys, h2)
+    assert e_h2 <= e_bt + _h2_rounding(sys, bt, e_bt)
+    np.testing.assert_allclose(info.extra["h2_error"], e_h2, rtol=1e-9)
 
 
 def test_unstable_modes_warn_and_stay_finite():

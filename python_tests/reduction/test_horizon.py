@@ -307,5 +307,5 @@ def test_reduce_model_refuses_a_bad_horizon(horizon, exc, match):
 
 
 def test_gramians_checks_its_system():
-    with pytest.raises(TypeError, match=r"gramians: sys must be a DiagonalSystem, got dict"):
+    with pytest.raises(TypeError, match=r"gramians: sys must be a DiagonalSystem.* got dict"):
         gramians({})

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from dssm_kernels.nn import DSS, S4, S4D, S5, SequenceClassifier, param_groups
+from dssm_kernels.nn import DSS, S4D, SequenceClassifier, param_groups
 from dssm_kernels.reduction import DiagonalSystem, from_layer, hinf_norm, reduce_model
 
 GELU_LIP = 1.13       # max |GELU'(x)| = 1.1289 (at x ~ 0.75)
@@ -159,15 +159,22 @@ def test_unstable_dss_modes_take_the_finite_horizon():
 
 
 @pytest.mark.parametrize("model,kwargs,exc,match", [
-    (nn.Sequential(S4(4, 8)), dict(d_state=4), TypeError, r"S4, which has no diagonal SISO-per-channel form"),
-    (S5(4, 8), dict(d_state=4), TypeError, r"S5, which has no diagonal SISO"),
-    (nn.Linear(3, 3), dict(d_state=4), TypeError, r"holds no reducible SSM layer"),
+    (nn.Linear(3, 3), dict(d_state=4), TypeError, r"holds no SSM layer of dssm_kernels.nn"),
     ("model", dict(d_state=4), TypeError, r"model must be a torch.nn.Module, got str"),
-    (S4D(2, 8), dict(d_state=4, method="svd"), ValueError, r"method must be one of \('bt', 'modal', 'h2'\)"),
-    (S4D(2, 8), dict(), ValueError, r"give exactly one of d_state and tol"),
-    (S4D(2, 8), dict(d_state=4, tol=0.1), ValueError, r"give exactly one of d_state and tol"),
+    (S4D(2, 8), dict(d_state=4, method="svd"), ValueError,
+     r"method must be one of \('bt', 'bsp', 'modal', 'msp', 'h2', 'tlh2'\)"),
+    (S4D(2, 8), dict(), ValueError, r"give exactly one of d_state, tol, budget and fraction, got none"),
+    (S4D(2, 8), dict(d_state=4, tol=0.1), ValueError, r"give exactly one of d_state, tol, budget and fraction, got "
+                                                       r"d_state, tol"),
     (S4D(2, 8), dict(d_state=5), ValueError, r"d_state must be even \(conjugate pairs\)"),
     (S4D(2, 8), dict(tol=0.1, method="h2"), ValueError, r"tol needs a method with a guaranteed bound"),
+    (S4D(2, 8), dict(d_state=4, method="tlh2"), ValueError, r"method 'tlh2' \(time-limited h2\) needs horizon"),
+    (S4D(2, 8), dict(budget=2.5), TypeError, r"budget must be an int or None, got float \(2.5\)"),
+    (S4D(2, 8), dict(budget=0), ValueError, r"budget must be an int >= 2 \(or None\), got 0"),
+    (S4D(2, 8), dict(fraction=1.5), ValueError, r"fraction must be a finite number in \(0, 1\] \(or None\), got 1.5"),
+    (S4D(2, 8), dict(budget=2), ValueError, r"the budget allows 1 complex modes \(2 real states\), fewer than one per "
+                                            r"system \(2 systems"),
+    (S4D(2, 8), dict(budget=8, allocate="greedy"), ValueError, r"allocate must be one of \('bound', 'last', "),
     (S4D(2, 8), dict(d_state=4, horizon=2.5), TypeError, r"horizon of a discrete system must be an int"),
 ])
 def test_bad_arguments(model, kwargs, exc, match):

@@ -38,7 +38,8 @@ def test_reductors_check_max_modes(call, exc, match):
     (dict(d_state=3), ValueError, r"reduce_model: d_state must be even \(conjugate pairs\), got 3"),
     (dict(tol=float("nan")), ValueError, r"reduce_model: tol must be a finite number > 0 \(or None\), got nan"),
     (dict(tol=0.0), ValueError, r"reduce_model: tol must be a finite number > 0 \(or None\), got 0.0"),
-    (dict(d_state=4, method="BT"), ValueError, r"reduce_model: method must be one of \('bt', 'modal', 'h2'\)"),
+    (dict(d_state=4, method="BT"), ValueError, r"reduce_model: method must be one of \('bt', 'bsp', 'modal', 'msp', 'h2', "
+                                               r"'tlh2'\)"),
     # max_iter was read only by method "h2": with "bt" anything passed
     (dict(d_state=4, max_iter="x"), TypeError, r"reduce_model: max_iter must be an int, got str \('x'\)"),
     (dict(d_state=4, max_iter=-1), ValueError, r"reduce_model: max_iter must be an int >= 0, got -1"),

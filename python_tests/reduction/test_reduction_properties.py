@@ -8,6 +8,8 @@ Properties, for every drawn system and rank r:
   sigma_i (the grid norm under-estimates by < 1e-6 relative; both sides carry rounding of at most
   ~1e3 eps ||G||, test_reduction_bt.py measures it: slack 1e-10 ||G||);
 - modal truncation: ||G - G_r||_inf <= its bound, same slack;
+- balanced singular perturbation: the BT bound, and the DC gain kept;
+- h2 reduction: its h2 error is never above BT's at the same rank (its start), up to rounding;
 - a bad argument gives a TypeError / ValueError naming it, never another exception.
 """
 from __future__ import annotations
@@ -81,6 +83,36 @@ def test_modal_truncation_bound(sys, data):
     red, info = R.modal_truncation(sys, r)
     g = R.hinf_norm(sys)
     assert R.hinf_norm(sys - red) <= info.error_bound + 1e-10 * g
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(systems(batch=False), st.data())
+def test_balanced_singular_perturbation_bound_and_dc_gain(sys, data):
+    """BSP: the BT bound (same slack) and the DC gain (s = 0 / z = 1) kept to the rounding of the
+    balancing (a relative 1e-9 of the sum of the terms' magnitudes covers ~1e3 eps cond on these)."""
+    r = data.draw(st.integers(1, _max_rank(sys)))
+    red, info = R.balanced_singular_perturbation(sys, rank=r)
+    g = R.hinf_norm(sys)
+    assert np.all(red.lam.real < 0)
+    assert R.hinf_norm(sys - red) <= info.error_bound + 1e-10 * g
+    x = np.array([1.0 + 0j]) if sys.discrete else np.array([0j])
+    s = sys.std
+    terms = 2 * np.sum(np.abs(s.r) / np.abs(x[0] - s.p)) + abs(float(s.d[..., 0, 0]))
+    assert abs(red.std.response(x)[0, 0, 0] - s.response(x)[0, 0, 0]) <= 1e-9 * terms + 1e-10 * g
+
+
+@settings(max_examples=15, **SETTINGS)
+@given(systems(max_modes=4, batch=False), st.data())
+def test_h2_never_worse_than_bt(sys, data):
+    r = data.draw(st.integers(1, _max_rank(sys)))
+    bt, _ = R.balanced_truncation(sys, rank=r)
+    h2, _ = R.h2_reduction(sys, r, max_iter=30)
+    n2 = R.h2_norm(sys)
+    e_bt, e_h2 = R.h2_norm(sys - bt) / n2, R.h2_norm(sys - h2) / n2
+    # the relative h2 error is the root of a quadratic form over n = 2 (N + N_r) modes: exact to
+    # ~n^2 eps / (2 e) (test_reduction_h2_modal.py); 1e3 covers the constant
+    n = 2 * (sys.n_modes + bt.n_modes)
+    assert e_h2 <= e_bt + 1e3 * n * n * np.finfo(float).eps / max(e_bt, 1e-300)
 
 
 # ------------------------------------------------------------------------------------------ bad arguments

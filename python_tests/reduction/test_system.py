@@ -60,7 +60,7 @@ def test_from_std_round_trip(dt, disc):
         lam[0] = -0.3 + 1j * np.pi / dt
     sys = DiagonalSystem(lam, sys.B, sys.C, sys.D, dt=dt, disc=disc)
     s = sys.std
-    back = DiagonalSystem.from_std(s.p, s.r, s.d, dt=dt, disc=disc)
+    back = DiagonalSystem.from_std(s.p, s.r, s.d[..., 0, 0], dt=dt, disc=disc)
     assert rel(back.lam, sys.lam) <= 1e-13 and rel(back.C * back.B, sys.C * sys.B) <= 1e-12
     assert abs(back.D - sys.D) <= 1e-12 * (1 + abs(sys.D))
     assert np.allclose(np.abs(back.B), np.abs(back.C))   # the split is balanced
