@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import time
@@ -88,8 +89,8 @@ def energy_states(model: nn.Module, tol: float) -> tuple[int, int, list[dict]]:
 class CompressDuringTraining:
     """A fit() model_hook that reduces the model while it trains (CompreSSM, ICLR 2026): every `every`
     optimizer steps while step <= until_step, each SSM system is cut to the fewest modes whose discarded
-    Hankel energy is at most `tol` (kept_modes), by reduce_model(budget=those states, allocate="energy",
-    method=bt | bsp), and training goes on with the smaller model (fit keeps the learning-rate schedule).
+    Hankel energy is at most `tol` (kept_modes), by reduce_layers (reduce_model layer by layer, method
+    bt | bsp), and training goes on with the smaller model (fit keeps the learning-rate schedule).
     A check that would remove nothing changes nothing.
 
     carry: what happens to AdamW's moments across a reduction.
@@ -115,8 +116,6 @@ class CompressDuringTraining:
         self.seconds = 0.0       # spent deciding and reducing (inside the training time fit reports)
 
     def __call__(self, model: nn.Module, step: int, optimizer):
-        from dssm_kernels.reduction import reduce_model
-
         if not self.log:
             _, _, rows = energy_states(model, 1.0)
             self.log.append({"step": 0, "states": sum(r["before"] for r in rows),
@@ -132,9 +131,7 @@ class CompressDuringTraining:
         if kept >= now:
             self.seconds += time.perf_counter() - start
             return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            reduced, _ = reduce_model(model, budget=kept, allocate="energy", method=self.method, measure=False)
+        reduced = reduce_layers(model, {r["name"]: r["after"] for r in rows}, self.method)
         from dssm_kernels.reduction.model import layer_states, ssm_layers as reducible_layers
         states = [layer_states(m) for _, _, _, m in reducible_layers(reduced)]
         self.log.append({"step": step, "states": sum(states),
@@ -143,6 +140,33 @@ class CompressDuringTraining:
         if self.carry == "reset":
             return ModelSwap(reduced, None)
         return ModelSwap(reduced, functools.partial(carry_moments, model, reduced, slice_modes=self.carry == "slice"))
+
+
+def reduce_layers(model: nn.Module, states: dict, method: str) -> nn.Module:
+    """A copy of `model` whose SSM layer `name` holds states[name] real states where that is fewer than it
+    has: reduce_model on the layer alone, a MIMO layer (S5, LRU) at d_state = states, a SISO one with the
+    budget split over its channels by the energy rule (the same threshold kept_modes applies). Layer by
+    layer rather than one model-wide budget: a budget makes reduce_model price every order of every system
+    (seconds for a 128-state MIMO layer), where the sizes here are already decided."""
+    from dssm_kernels.nn import LRU, S5
+    from dssm_kernels.reduction import reduce_model
+    from dssm_kernels.reduction.model import layer_states, ssm_layers as reducible_layers
+
+    new_model = copy.deepcopy(model)
+    for parent, attr, name, layer in reducible_layers(new_model):
+        want = states.get(name)
+        if want is None or want >= layer_states(layer):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # unstable modes: the finite horizon it warns of
+            if isinstance(layer, (S5, LRU)):
+                new, _ = reduce_model(layer, d_state=want, method=method, measure=False)
+            else:
+                new, _ = reduce_model(layer, budget=want, allocate="energy", method=method, measure=False)
+        if parent is None:
+            return new
+        setattr(parent, attr, new)
+    return new_model
 
 
 def compress_during_training(tol: float, total_steps: int, *, every: int | None = None, until: float = 0.1,

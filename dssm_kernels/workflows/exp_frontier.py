@@ -14,6 +14,8 @@ Per task, layer kind and seed (every training: fit(), AdamW, cosine schedule, th
               `epochs` (the final model, no retraining after);
   scratch     a model of the size "during" reached (the nearest uniform even d_state) trained from its
               initialisation for `epochs`;
+  carry       on the first task only: "during" again with each other way of carrying AdamW's state across
+              a reduction (carry_compare: reset, slice; compress.CompressDuringTraining);
   btinit      seed 000: the full model BT-reduced to each fraction in `retrain_fractions`, then retrained
               for `retrain_epochs` (its time counts the full training too).
 "States" are the real SSM states of the whole network (layer_states summed: H d_state per SISO layer,
@@ -47,17 +49,18 @@ ARM_NAMES = {"full": "full training", "after": "reduce after training", "last": 
              "scratch": "from scratch at the reduced size", "btinit": "BT-init retraining (seed 000)"}
 
 DEFAULT = dict(
-    tasks=[dict(name="digits", options={"upsample": 1}, sizes={}),
-           dict(name="ucr", options={"dataset": "ArrowHead"}, sizes={}),
-           dict(name="ucr", options={"dataset": "OSULeaf"}, sizes={})],
-    kinds=["s4d", "dss", "s5", "lru"], d_model=32, d_state=32, n_layers=2, epochs=10, lr=1e-2, batch_size=32,
-    seeds=[0, 1, 2], fractions=[0.5, 0.2, 0.1], method="bt", allocate="bound", hsv_reg=1e-3,
-    compress_tols=[0.05], compress_until=0.2, compress_every=None, compress_carry="transform",
-    retrain_fractions=[0.1], retrain_epochs=3)
+    tasks=[dict(name="digits", options={"upsample": 1}, sizes={}, epochs=8, batch_size=32),
+           dict(name="ucr", options={"dataset": "OSULeaf"}, sizes={}, epochs=15, batch_size=16),
+           dict(name="ucr", options={"dataset": "ArrowHead"}, sizes={}, epochs=30, batch_size=8)],
+    kinds=["s4d", "dss", "s5", "lru"], d_model=32, d_state=32, kind_d_state={"s5": 64, "lru": 64}, n_layers=2,
+    epochs=8, lr=1e-2, batch_size=32, seeds=[0, 1, 2], fractions=[0.5, 0.2, 0.1], method="bt", allocate="bound",
+    hsv_reg=1e-4, compress_tols=[0.02], compress_until=0.1, compress_every=None, compress_carry="transform",
+    carry_compare=["reset", "slice"], retrain_fractions=[0.1], retrain_epochs=3)
 QUICK = dict(DEFAULT, tasks=[dict(name="digits", options={"upsample": 1}, sizes={"n_train": 100, "n_val": 20,
                                                                                    "n_test": 40}),
                              dict(name="ucr", options={"dataset": "UnitTest"}, sizes={})],
-             kinds=["s4d", "s5"], d_model=4, d_state=8, epochs=2, seeds=[0], fractions=[0.5], compress_tols=[0.3],
+             kinds=["s4d", "s5"], d_model=4, d_state=8, kind_d_state={}, epochs=2, seeds=[0], fractions=[0.5],
+             compress_tols=[0.3],
              compress_until=1.0, retrain_epochs=1)
 
 
@@ -71,10 +74,21 @@ def total_states(model) -> int:
     return sum(layer_states(m) for _, _, _, m in ssm_layers(model))
 
 
-def _reduce(model, fraction: float, method: str, allocate: str):
+def _n_systems(model) -> int:
+    from dssm_kernels.nn import LRU, S5
+    from dssm_kernels.reduction.model import ssm_layers
+    return sum(1 if isinstance(m, (S5, LRU)) else m.d_model for _, _, _, m in ssm_layers(model))
+
+
+def _reduce(model, fraction: float, method: str, allocate: str, cache: dict | None = None):
+    """reduce_model at `fraction` of the states, raised where needed to one mode per system (the least a
+    budget may keep; the rows record the states actually kept). cache: reduce_model's, shared by the calls
+    on one model (its systems, Gramians and balancings computed once)."""
+    fraction = min(1.0, max(fraction, 2 * _n_systems(model) / total_states(model)))
     with warnings.catch_warnings():      # unstable modes: the finite horizon reduce_model warns of
         warnings.simplefilter("ignore", RuntimeWarning)
-        return R.reduce_model(model, fraction=fraction, method=method, allocate=allocate, measure=False)[0]
+        return R.reduce_model(model, fraction=fraction, method=method, allocate=allocate, measure=False,
+                              cache=cache)[0]
 
 
 def _scratch_d_state(kind: str, states: int, cfg: dict) -> int:
@@ -101,40 +115,49 @@ def run(cfg: dict, progress: bool = True, log=print) -> dict:
             loaded[label] = tasks.load(tc["name"], seed=0, **tc["sizes"], **tc["options"])
             descr[label] = loaded[label].describe()
         t = loaded[label]
-        steps = cfg["epochs"] * -(-len(t.train[1]) // cfg["batch_size"])
+        epochs, batch_size = tc.get("epochs", cfg["epochs"]), tc.get("batch_size", cfg["batch_size"])
+        steps = epochs * -(-len(t.train[1]) // batch_size)
 
-        def model(d_state=cfg["d_state"]):
+        def model(d_state=cfg["kind_d_state"].get(kind, cfg["d_state"])):
             return E.make_model(t, layer=kind, d_model=cfg["d_model"], d_state=d_state, n_layers=cfg["n_layers"],
                                 seed=seed)
 
-        def train(m, epochs=cfg["epochs"], **hooks):
+        def train(m, epochs=epochs, **hooks):
             start = time.perf_counter()
-            hist = fit(m, t, epochs=epochs, lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed, **hooks)
+            hist = fit(m, t, epochs=epochs, lr=cfg["lr"], batch_size=batch_size, seed=seed, **hooks)
             return hist.model, time.perf_counter() - start
 
         key = dict(task=label, kind=kind, seed=seed)
         full, sec_full = train(model())
         rows.append(dict(key, **_point("full", full, t, sec_full)))
+        cache = {}
         for f in cfg["fractions"]:
-            rows.append(dict(key, **_point("after", _reduce(full, f, cfg["method"], cfg["allocate"]), t, sec_full,
-                                           fraction=f)))
-            rows.append(dict(key, **_point("last", _reduce(full, f, "modal", "last"), t, sec_full, fraction=f)))
+            rows.append(dict(key, **_point("after", _reduce(full, f, cfg["method"], cfg["allocate"], cache), t,
+                                           sec_full, fraction=f)))
+            rows.append(dict(key, **_point("last", _reduce(full, f, "modal", "last", cache), t, sec_full, fraction=f)))
         pen, sec_pen = train(model(), loss_hook=compress.hsv_penalty_hook(cfg["hsv_reg"]))
         rows.append(dict(key, **_point("penalty", pen, t, sec_pen, fraction=1.0)))
+        cache_pen = {}
         for f in cfg["fractions"]:
-            rows.append(dict(key, **_point("penalty", _reduce(pen, f, cfg["method"], cfg["allocate"]), t, sec_pen,
-                                           fraction=f)))
+            rows.append(dict(key, **_point("penalty", _reduce(pen, f, cfg["method"], cfg["allocate"], cache_pen), t,
+                                           sec_pen, fraction=f)))
         for tol in cfg["compress_tols"]:
             hook = compress.compress_during_training(tol, steps, every=cfg["compress_every"],
                                                      until=cfg["compress_until"], carry=cfg["compress_carry"])
             small, sec = train(model(), model_hook=hook)
-            rows.append(dict(key, **_point("during", small, t, sec, tol=tol,
+            rows.append(dict(key, **_point("during", small, t, sec, tol=tol, carry=cfg["compress_carry"],
                                            log=[[e["step"], e["states"]] for e in hook.log])))
+            if tc is cfg["tasks"][0] and tol == cfg["compress_tols"][0]:
+                for carry in cfg["carry_compare"]:      # the optimizer state across reductions, side by side
+                    hook = compress.compress_during_training(tol, steps, every=cfg["compress_every"],
+                                                             until=cfg["compress_until"], carry=carry)
+                    other, sec_c = train(model(), model_hook=hook)
+                    rows.append(dict(key, **_point("carry", other, t, sec_c, tol=tol, carry=carry)))
             d = _scratch_d_state(kind, rows[-1]["states"], cfg)
             scratch, sec_s = train(model(d))
             rows.append(dict(key, **_point("scratch", scratch, t, sec_s, tol=tol, d_state=d)))
         for f in cfg["retrain_fractions"]:
-            small = copy.deepcopy(_reduce(full, f, "bt", cfg["allocate"]))
+            small = copy.deepcopy(_reduce(full, f, "bt", cfg["allocate"], cache))
             small, sec = train(small, epochs=cfg["retrain_epochs"])
             rows.append(dict(key, **_point("btinit", small, t, sec_full + sec, fraction=f)))
         done = [r for r in rows if r["task"] == label and r["kind"] == kind and r["seed"] == seed]
@@ -176,9 +199,28 @@ def _setting_label(e: dict) -> str:
     return f"{ARM_NAMES[e['arm']]} ({100 * e['fraction']:g}% kept)"
 
 
+def carry_table(res: dict) -> str:
+    """Reduction during training with each way of carrying the optimizer state (first task)."""
+    body = []
+    for (task, kind), rows in _groups(res).items():
+        during = [r for r in rows if r["arm"] in ("during", "carry") and r["tol"] == res["config"]["compress_tols"][0]]
+        if not any(r["arm"] == "carry" for r in during):
+            continue
+        for carry in [res["config"]["compress_carry"]] + list(res["config"]["carry_compare"]):
+            rs = [r for r in during if r.get("carry") == carry]
+            m, sd = E.mean_std([r["test_acc"] for r in rs])
+            body.append([task, kind, carry, f"{np.mean([r['states'] for r in rs]):.0f}",
+                         f"{100 * m:.1f}" + ("" if np.isnan(sd) else f" ± {100 * sd:.1f}")])
+    if not body:
+        return ""
+    return "### The optimizer state across reductions\n\n" + reporting.md_table(
+        ["task", "layer", "carry", "SSM states", "test acc (%)"], body)
+
+
 def tables(res: dict) -> str:
     parts = []
     for (task, kind), rows in _groups(res).items():
+        rows = [r for r in rows if r["arm"] != "carry"]
         s = summary(rows)
         full = next(e for e in s if e["arm"] == "full")
         body = [[_setting_label(e), f"{e['states']:.0f}", f"{100 * (1 - e['states'] / full['states']):.0f}%",
@@ -187,7 +229,8 @@ def tables(res: dict) -> str:
                 for e in sorted(s, key=lambda e: (ARMS.index(e["arm"]), -e["states"]))]
         parts.append(f"### {task}, {kind}\n\n" + reporting.md_table(
             ["model", "SSM states", "removed", "test acc (%)", "vs full (pts)", "train s"], body))
-    return "\n\n".join(parts)
+    carry = carry_table(res)
+    return "\n\n".join(parts + ([carry] if carry else []))
 
 
 def targets(res: dict) -> list[dict]:
@@ -195,7 +238,7 @@ def targets(res: dict) -> list[dict]:
     by penalty-then-reduce and by reduce-during-training, and during's training-time ratio to full."""
     out = []
     for (task, kind), rows in _groups(res).items():
-        s = summary(rows)
+        s = summary([r for r in rows if r["arm"] != "carry"])
         full = next(e for e in s if e["arm"] == "full")
 
         def best(arms):
@@ -222,17 +265,38 @@ def reading(res: dict) -> str:
             f"{100 * e['best_during']:.0f}%, reduce-after {100 * e['best_after']:.0f}%, LAST {100 * e['best_last']:.0f}% "
             f"-> 80% target {'met' if best >= 0.8 else 'missed'}"
             + (f"; reduction during training ended at {100 * e['during_removed']:.0f}% removed, "
-               f"{100 * e['during_drop']:+.1f} points below full (90% target "
-               f"{'met' if e['during_removed'] >= 0.9 and e['during_drop'] <= 0.01 else 'missed'}), and its run took "
-               f"{e['speedup']:.2f}x less time than the full one" if e["speedup"] is not None else "") + ".")
+               f"{-100 * e['during_drop']:+.1f} points against full (90% target "
+               f"{'met' if e['during_removed'] >= 0.9 and e['during_drop'] <= 0.01 else 'missed'}), and the full "
+               f"run took {e['speedup']:.2f}x its time" if e["speedup"] is not None else "") + ".")
     mimo = [e for e in tg if e["kind"] in ("s5", "lru") and e["speedup"] is not None]
     if mimo:
         ratio = lambda e: f"{e['task']} {e['kind']} {e['speedup']:.2f}x"  # noqa: E731
         lines.append(f"- Training-time ratio full / during for S5 and LRU: {', '.join(map(ratio, mimo))} (target "
                      ">= 1.3x); all kinds: " + ", ".join(ratio(e) for e in tg if e["speedup"] is not None) + ".")
+    lines += _carry_reading(res)
     if res.get("quick"):
         lines.append("- Quick run: toy sizes, one seed; these numbers check the pipeline and mean nothing.")
     return "\n".join(lines)
+
+
+def _carry_reading(res: dict) -> list[str]:
+    cfg = res["config"]
+    runs = [r for r in res["rows"] if r["arm"] in ("during", "carry") and r.get("tol") == cfg["compress_tols"][0]
+            and r["task"] == _task_label(cfg["tasks"][0])]
+    if not any(r["arm"] == "carry" for r in runs):
+        return []
+    base = cfg["compress_carry"]
+    keyed = {(r["kind"], r["seed"], r["carry"]): r["test_acc"] for r in runs}
+    pairs = sorted({(k, sd) for k, sd, _ in keyed})
+    out = []
+    for carry in cfg["carry_compare"]:
+        common = [p for p in pairs if (*p, carry) in keyed and (*p, base) in keyed]
+        cmp = E.paired([keyed[(*p, base)] for p in common], [keyed[(*p, carry)] for p in common])
+        verdict = {"a": f"{base} better in every pair", "b": f"{carry} better in every pair", "mixed": "mixed"}
+        out.append(f"- Optimizer state across reductions ({_task_label(cfg['tasks'][0])}, every kind and seed paired): "
+                   f"{base} - {carry} = {100 * cmp['mean']:+.1f} points on average, {cmp['n_pos']} of {cmp['n']} "
+                   f"pairs in favour of {base} ({verdict[cmp['verdict']]}).")
+    return out
 
 
 def plot(res: dict, path: str) -> None:
@@ -247,7 +311,7 @@ def plot(res: dict, path: str) -> None:
               "btinit": "P"}
     for (task, kind), rows in groups.items():
         ax = axes[task_names.index(task)][kinds.index(kind)]
-        s = summary(rows)
+        s = summary([r for r in rows if r["arm"] != "carry"])
         for arm in ARMS:
             pts = sorted([e for e in s if e["arm"] == arm], key=lambda e: e["states"])
             if pts:
