@@ -158,7 +158,8 @@ def cmd_train(a) -> int:
             total_steps = a.epochs * -(-len(t.train[1]) // a.batch_size)
             model_hook = compress.compress_during_training(a.compress_tol, total_steps, every=a.compress_every,
                                                            until=a.compress_until, method=a.compress_method,
-                                                           carry=a.compress_carry)
+                                                           carry=a.compress_carry,
+                                                           channel_sizes=a.compress_channel_sizes)
         hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
                             progress=not a.no_progress, loss_hook=loss_hook, model_hook=model_hook)
         if world.is_main:                               # one checkpoint and one report, from rank 0

@@ -61,10 +61,12 @@ def kept_modes(hsv: np.ndarray, tol: float, n_modes: int) -> int:
     return int(min(n_modes, max(1, -(-r // 2))))
 
 
-def energy_states(model: nn.Module, tol: float) -> tuple[int, int, list[dict]]:
-    """(states now, states kept at tolerance tol, per layer {name, kind, before, after}): the real states of
-    the SSM layers and what kept_modes leaves of each system (one per channel of an S4D / DSS / S4 layer,
-    one per S5 / LRU layer)."""
+def energy_states(model: nn.Module, tol: float, channel_sizes: bool = False) -> tuple[int, int, list[dict]]:
+    """(states now, states kept at tolerance tol, per layer {name, kind, before, after, uniform}): the real
+    states of the SSM layers and what kept_modes leaves of each system (one per channel of an S4D / DSS / S4
+    layer, one per S5 / LRU layer). A SISO layer keeps, on every channel, its largest channel's count
+    (uniform: one d_state, the layer's ops run as one block), or with channel_sizes each channel its own
+    (fewer states, run group by group: slower at small sizes)."""
     from dssm_kernels.reduction import from_layer, hankel_singular_values
     from dssm_kernels.reduction.model import layer_states, ssm_layers as reducible_layers
 
@@ -80,9 +82,11 @@ def energy_states(model: nn.Module, tol: float) -> tuple[int, int, list[dict]]:
         counts = layout.counts if layout is not None else [n_modes] * len(hsv)
         k = [min(kept_modes(h, tol, n_modes), c) for h, c in zip(hsv, counts)]
         before = layer_states(layer)
-        after = 2 * sum(k)
+        uniform = not channel_sizes and len(k) > 1
+        after = 2 * max(k) * len(k) if uniform else 2 * sum(k)
         now, kept = now + before, kept + after
-        rows.append({"name": name, "kind": type(layer).__name__, "before": before, "after": after})
+        rows.append({"name": name, "kind": type(layer).__name__, "before": before, "after": after,
+                     "uniform": uniform})
     return now, kept, rows
 
 
@@ -103,15 +107,21 @@ class CompressDuringTraining:
       "slice"      CompreSSM's choice: besides what "transform" keeps, each new mode takes the moments of
                    the old mode nearest to it (discrete poles), as if the reduction kept a subset of the
                    old modes, which after balancing it does not.
+    channel_sizes: an S4D / DSS layer keeps its largest channel's count on every channel (False: one d_state,
+    the fastest to run) or each channel its own (True: fewest states; the layer then runs group by group).
     log: [{"step", "states", "layers": [{name, kind, before, after}]}] at the start and after each reduction.
     """
 
-    def __init__(self, tol: float, *, every: int, until_step: int, method: str = "bt", carry: str = "transform"):
+    def __init__(self, tol: float, *, every: int, until_step: int, method: str = "bt", carry: str = "transform",
+                 channel_sizes: bool = False):
         self.tol = check_number("CompressDuringTraining", "tol", tol, 0, 1, positive=True)
         self.every = check_int("CompressDuringTraining", "every", every, 1)
         self.until_step = check_int("CompressDuringTraining", "until_step", until_step, 0)
         self.method = check_choice("CompressDuringTraining", "method", method, COMPRESS_METHODS)
         self.carry = check_choice("CompressDuringTraining", "carry", carry, CARRY)
+        if not isinstance(channel_sizes, bool):
+            raise TypeError(f"CompressDuringTraining: channel_sizes must be True or False, got {channel_sizes!r}")
+        self.channel_sizes = channel_sizes
         self.log: list[dict] = []
         self.seconds = 0.0       # spent deciding and reducing (inside the training time fit reports)
 
@@ -124,14 +134,15 @@ class CompressDuringTraining:
             return None
         start = time.perf_counter()
         world = distributed.current()
-        decision = energy_states(model, self.tol) if world.is_main else None
+        decision = energy_states(model, self.tol, self.channel_sizes) if world.is_main else None
         if world.size > 1:      # the decision rests on floating-point results: rank 0's, on every rank
             decision = distributed.broadcast_object(decision)
         now, kept, rows = decision
         if kept >= now:
             self.seconds += time.perf_counter() - start
             return None
-        reduced = reduce_layers(model, {r["name"]: r["after"] for r in rows}, self.method)
+        reduced = reduce_layers(model, {r["name"]: r["after"] for r in rows}, self.method,
+                                uniform=tuple(r["name"] for r in rows if r["uniform"]))
         from dssm_kernels.reduction.model import layer_states, ssm_layers as reducible_layers
         states = [layer_states(m) for _, _, _, m in reducible_layers(reduced)]
         self.log.append({"step": step, "states": sum(states),
@@ -142,10 +153,11 @@ class CompressDuringTraining:
         return ModelSwap(reduced, functools.partial(carry_moments, model, reduced, slice_modes=self.carry == "slice"))
 
 
-def reduce_layers(model: nn.Module, states: dict, method: str) -> nn.Module:
+def reduce_layers(model: nn.Module, states: dict, method: str, uniform: tuple = ()) -> nn.Module:
     """A copy of `model` whose SSM layer `name` holds states[name] real states where that is fewer than it
-    has: reduce_model on the layer alone, a MIMO layer (S5, LRU) at d_state = states, a SISO one with the
-    budget split over its channels by the energy rule (the same threshold kept_modes applies). Layer by
+    has: reduce_model on the layer alone, a MIMO layer (S5, LRU) at d_state = states, a SISO layer named in
+    `uniform` at d_state = states / H on every channel, another SISO one with the budget split over its
+    channels by the energy rule (the same threshold kept_modes applies). Layer by
     layer rather than one model-wide budget: a budget makes reduce_model price every order of every system
     (seconds for a 128-state MIMO layer), where the sizes here are already decided."""
     from dssm_kernels.nn import LRU, S5
@@ -161,6 +173,8 @@ def reduce_layers(model: nn.Module, states: dict, method: str) -> nn.Module:
             warnings.simplefilter("ignore", RuntimeWarning)   # unstable modes: the finite horizon it warns of
             if isinstance(layer, (S5, LRU)):
                 new, _ = reduce_model(layer, d_state=want, method=method, measure=False)
+            elif name in uniform:
+                new, _ = reduce_model(layer, d_state=want // layer.d_model, method=method, measure=False)
             else:
                 new, _ = reduce_model(layer, budget=want, allocate="energy", method=method, measure=False)
         if parent is None:
@@ -170,13 +184,15 @@ def reduce_layers(model: nn.Module, states: dict, method: str) -> nn.Module:
 
 
 def compress_during_training(tol: float, total_steps: int, *, every: int | None = None, until: float = 0.1,
-                             method: str = "bt", carry: str = "transform") -> CompressDuringTraining:
+                             method: str = "bt", carry: str = "transform",
+                             channel_sizes: bool = False) -> CompressDuringTraining:
     """The hook for a run of total_steps optimizer steps: checks every `every` steps (None: total_steps // 50,
     at least 1) during the first fraction `until` of them (CompreSSM reduces within the first 10%)."""
     total_steps = check_int("compress_during_training", "total_steps", total_steps, 1)
     until = check_number("compress_during_training", "until", until, 0, 1)
     every = max(1, total_steps // 50) if every is None else every
-    return CompressDuringTraining(tol, every=every, until_step=int(until * total_steps), method=method, carry=carry)
+    return CompressDuringTraining(tol, every=every, until_step=int(until * total_steps), method=method, carry=carry,
+                                  channel_sizes=channel_sizes)
 
 
 def _changed_layers(old: nn.Module, new: nn.Module) -> dict[str, tuple[nn.Module, nn.Module]]:

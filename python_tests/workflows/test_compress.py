@@ -59,6 +59,20 @@ def test_reduction_during_training_shrinks_and_keeps_training(kind, task):
         assert hist.model(x).shape == (2, task.n_classes)
 
 
+def test_siso_layers_stay_uniform_unless_channel_sizes_are_asked(task):
+    """Default: an S4D layer keeps its largest channel's count on every channel (one d_state, no per-channel
+    layout); channel_sizes=True keeps each channel's own count (a per-channel layout, fewer states)."""
+    finals = {}
+    for channel_sizes in (False, True):
+        hook = compress.compress_during_training(0.2, 12, every=2, until=0.5, channel_sizes=channel_sizes)
+        hist = fit(model("s4d", task), task, epochs=2, batch_size=16, seed=0, model_hook=hook)
+        layers = [layer for _, _, _, layer in ssm_layers(hist.model)]
+        finals[channel_sizes] = states(hist.model)
+        if not channel_sizes:
+            assert all(layer.layout is None for layer in layers)
+    assert finals[True] <= finals[False]
+
+
 def _swap_once(kind, task, carry):
     """(old model, new model, old optimizer, new optimizer) of the first reduction of a short run."""
     seen = {}
