@@ -450,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AdamW's moments across a reduction: keep those of unchanged coordinates and restart the "
                         "reduced modes' (transform), restart all (reset), or give each new mode its nearest old "
                         "mode's (slice, CompreSSM) (default %(default)s)")
+    s.add_argument("--compress-channel-sizes", action="store_true",
+                   help="let each channel of an S4D / DSS layer keep its own number of modes (fewest states; the "
+                        "layer then runs group by group) instead of the layer's largest count on every channel "
+                        "(default: off)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
                 "Reduce every SSM layer of a checkpoint (S4D, DSS, S4, S5, LRU) with balanced truncation (bt), balanced "
