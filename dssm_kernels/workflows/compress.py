@@ -2,10 +2,13 @@
 
     hsv_penalty_hook(weight) -> loss_hook               weight * (sum of every SSM system's Hankel singular
                                                         values), reduction.penalty.hankel_penalty
-    compress_during_training(tol, total_steps, every=None, until=0.1, method="bt", carry="transform")
+    compress_during_training(tol, total_steps, every=None, until=0.1, method="bt", carry="transform",
+                             channel_sizes=False)
         -> CompressDuringTraining, a model_hook: every `every` steps of the first `until` of training,
         each system cut to the fewest modes whose discarded Hankel energy is <= tol (its docstring);
         .log holds the state sizes over time.
+    reduce_layers(model, states, method, uniform=())   the reduction it applies, layer by layer
+    carry_moments(old, new, old_opt, new_opt, slice_modes=False)   AdamW's state across a reduction
 """
 from __future__ import annotations
 
@@ -40,7 +43,6 @@ def hsv_penalty_hook(weight: float):
         return weight * hankel_penalty(model)
 
     return hook
-
 
 
 # ------------------------------------------------------------------------- reduction during training
