@@ -306,6 +306,7 @@ def _carry_reading(res: dict) -> list[str]:
 def plot(res: dict, path: str) -> None:
     """Accuracy against states kept (log scale), one panel per task and kind, one series per arm."""
     plt = reporting.pyplot()
+    from matplotlib.ticker import NullFormatter
     groups = _groups(res)
     task_names = list(dict.fromkeys(t for t, _ in groups))
     kinds = list(dict.fromkeys(k for _, k in groups))
@@ -322,6 +323,7 @@ def plot(res: dict, path: str) -> None:
                 ax.plot([e["states"] for e in pts], [100 * e["acc"] for e in pts], styles[arm], label=ARM_NAMES[arm],
                         ms=5)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())     # the minor ticks' labels overlap on a short decade
         ax.set_title(f"{task}, {kind}", fontsize=8)
         ax.set_xlabel("SSM states kept", fontsize=7)
         ax.set_ylabel("test accuracy (%)", fontsize=7)
