@@ -169,7 +169,8 @@ def test_correlations_and_paired_against_scipy():
 
 
 def test_bad_name_and_arguments(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"name must be one of 'bt-init', 'compression', 'ptd-robustness', got 'nope'"):
+    with pytest.raises(ValueError, match=r"name must be one of 'bt-init', 'compression', 'ptd-robustness', "
+                                         r"'penalty-cost', 'frontier', got 'nope'"):
         experiments.run("nope", out=str(tmp_path))
     with pytest.raises(TypeError, match="name must be a str, got int"):
         experiments.run(3, out=str(tmp_path))
