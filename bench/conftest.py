@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dssm_kernels._backend import cpp_unavailable_reason, triton_unavailable_reason
+from dssm_kernels.workflows.reporting import cpu_model
 
 
 def _device():
@@ -41,18 +42,6 @@ def device():
 _PEAK = {}
 
 
-def cpu_model_name() -> str:
-    """The processor's name from /proc/cpuinfo (platform.processor() is often just 'x86_64')."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def fma_peak() -> dict:
     """The float32 FMA peak of one core, measured (dssm_kernels._C: a vector FMA microbenchmark and a
     dependent-add clock), with its factors: lanes (the extension's vector width), clock (cycles/s),
@@ -72,7 +61,7 @@ def fma_peak() -> dict:
 def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["torch"] = torch.__version__
     machine_info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
-    machine_info["cpu_model"] = cpu_model_name()
+    machine_info["cpu_model"] = cpu_model()
     machine_info["fma_peak"] = fma_peak()
     if cpp_unavailable_reason() is None:
         from dssm_kernels import _C

@@ -75,27 +75,35 @@ def test_time(benchmark, models, target, mode, d_state):
             benchmark.pedantic(fn, rounds=8, warmup_rounds=1)
 
 
+def paired_rounds(benchmark, runs: dict, mode: str) -> dict:
+    """{key: [seconds per call, one per round]}: every round times each of `runs` once, in rotating order, so
+    the load a shared CPU adds falls on all of them alike (a step is timed over 50 calls per round, a scan
+    once). After one warm-up call each, under no_grad."""
+    rounds, reps = (40, 50) if mode == "step" else (12, 1)
+    times = {k: [] for k in runs}
+    order = list(runs)
+
+    def one_round():
+        for k in order:
+            t = time.perf_counter()
+            for _ in range(reps):
+                runs[k]()
+            times[k].append((time.perf_counter() - t) / reps)
+        order.append(order.pop(0))
+
+    with torch.no_grad():
+        for fn in runs.values():
+            fn()
+        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    return times
+
+
 @pytest.mark.parametrize("target,mode", CASES)
 def test_paired(benchmark, models, target, mode):
     """The speedups: every round times each variant once, in rotating order, so the load a shared CPU
     adds falls on all of them alike; per variant, the median over rounds of full time / its time."""
     runs = {d: _runner(models, target, mode, d)[0] for d in (FULL,) + REDUCED}
-    rounds, reps = (40, 50) if mode == "step" else (12, 1)
-    times = {d: [] for d in runs}
-    order = list(runs)
-
-    def one_round():
-        for d in order:
-            t = time.perf_counter()
-            for _ in range(reps):
-                runs[d]()
-            times[d].append((time.perf_counter() - t) / reps)
-        order.append(order.pop(0))
-
-    with torch.no_grad():
-        for fn in runs.values():
-            fn()                                                  # warm-up
-        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    times = paired_rounds(benchmark, runs, mode)
     full = np.array(times[FULL])
     benchmark.group = f"paired {target} {mode}"
     benchmark.extra_info.update(kind="paired", target=target, mode=mode, threads=torch.get_num_threads(), ratios={
@@ -140,22 +148,7 @@ def test_budget_paired(benchmark, budget_layers, kind, mode):
         else:
             state = layer.step(xt, None)[1]
             runs[f] = (lambda m, s: lambda: m.step(xt, s))(layer, state)
-    rounds, reps = (40, 50) if mode == "step" else (12, 1)
-    times = {f: [] for f in runs}
-    order = list(runs)
-
-    def one_round():
-        for f in order:
-            t = time.perf_counter()
-            for _ in range(reps):
-                runs[f]()
-            times[f].append((time.perf_counter() - t) / reps)
-        order.append(order.pop(0))
-
-    with torch.no_grad():
-        for fn in runs.values():
-            fn()
-        benchmark.pedantic(one_round, rounds=rounds, warmup_rounds=0)
+    times = paired_rounds(benchmark, runs, mode)
     full = np.array(times[1.0])
     states = {f: layer_states(m) for f, m in layers.items()}
     benchmark.group = f"budget {kind} {mode}"

@@ -5,7 +5,7 @@
     dssm reduce CKPT (--budget N | --fraction F | --d-state R | --tol T) [--method bt|bsp|modal|msp|h2|tlh2]
                [--allocate bound|last|energy|uniform] [--out CKPT]
     dssm eval CKPT [CKPT ...]                       test accuracy, sizes
-    dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step)
+    dssm bench CKPT [CKPT ...]                      inference time side by side (conv, scan, step, decode)
     dssm experiment NAME                            the seed papers' experiments at CPU scale
     dssm export CKPT --format onnx --out MODEL.onnx  the forward and the streaming step as ONNX graphs
 
@@ -37,7 +37,8 @@ MAX_LAYERS = 64
 MAX_EPOCHS = 100_000
 MAX_BATCH = 65_536
 MAX_REPEATS = 10_000
-MAX_HORIZON = 2 ** 20
+MAX_HORIZON = 10 ** 15    # --horizon: the Gramians' closed form costs O(log horizon)
+MAX_LENGTH = 2 ** 20      # --max-length: an S4 kernel of that length is stored in the exported graph
 MAX_SEED = 2 ** 32 - 1
 DEFAULT_BATCH = 16        # bench
 
@@ -506,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timing rounds; the median is reported (default %(default)s)")
     s.add_argument("--modes", nargs="+", default=None, choices=MODES,
                    help="views to time: conv (convolution), scan (recurrence over the sequence), step (token by "
-                        "token) (default: each one that every checkpoint's layers have)")
+                        "token, the model's step in eager torch), decode (token by token, deploy's StreamingDecoder) "
+                        "(default: each one that every checkpoint's layers have)")
 
     s = command("experiment", "one of the seed papers' experiments at CPU scale (results in docs/)",
                 "Run one of the seed papers' experiments at CPU scale and write NAME.json, NAME.md and NAME.png to "
@@ -528,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the forward graph's path, ending in .onnx (required)")
     s.add_argument("--graph", default="both", choices=["both", "forward", "step"],
                    help="which graphs: both (--out and its .step.onnx), or one of them to --out (default %(default)s)")
-    s.add_argument("--max-length", type=_int_type(1, MAX_HORIZON), default=4096,
+    s.add_argument("--max-length", type=_int_type(1, MAX_LENGTH), default=4096,
                    help="the longest input of the forward graph of S4 layers, whose kernel is stored "
                         "(default %(default)s; other layers take any length)")
     return p

@@ -30,7 +30,7 @@ from dssm_kernels.nn import SequenceClassifier
 from dssm_kernels.reduction import reduce_model
 from dssm_kernels.reduction.model import ALLOCATIONS, METHODS
 from dssm_kernels.workflows.training import accuracy, fit
-from dssm_kernels.workflows import checkpoint
+from dssm_kernels.workflows import checkpoint, reporting
 
 KINDS = ("s4d", "dss", "s4", "s5", "lru")
 EPOCHS = {"s4d": 15, "dss": 15, "s4": 15, "s5": 8, "lru": 10}     # S5 and LRU cost 4-8x per epoch on a CPU
@@ -137,7 +137,7 @@ def main():
     for kind in a.layers:
         rows += sweep(kind, trained(kind, task, a), task, a)
     seconds = time.perf_counter() - t0
-    machine = f"{os.cpu_count()} CPU cores (shared), torch {torch.__version__}"
+    machine = reporting.machine()
     with open(os.path.join(a.out, "reduce_trained.json"), "w") as f:
         json.dump(dict(args=vars(a), task=task.describe(), machine=machine, seconds=seconds, rows=rows), f, indent=1,
                   default=float)

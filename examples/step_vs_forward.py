@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from dssm_kernels.nn import DSS, S4, S4D, S5
+from dssm_kernels.nn import DSS, LRU, S4, S4D, S5
 
 VARIANTS = {
     "S4D s4d-lin zoh": lambda **kw: S4D(init="s4d-lin", disc="zoh", **kw),
@@ -24,6 +24,10 @@ VARIANTS = {
     "S4 fout": lambda **kw: S4(init="fout", **kw),
     "S5 legs zoh": lambda **kw: S5(init="legs", disc="zoh", **kw),
     "S5 ptd bilinear": lambda **kw: S5(init="ptd", disc="bilinear", **kw),
+    "LRU (r in [0.9, 0.999])": lambda **kw: LRU(r_min=0.9, r_max=0.999, **kw),
+    "S4D, channels keeping 1, 8, 4 modes (flat layout)":
+        lambda **kw: S4D(channel_modes=[1, 8, 4], **{k: v for k, v in kw.items() if k != "d_state"},
+                         d_state=10),
 }
 
 

@@ -325,8 +325,7 @@ def dense_lyapunov_hsv(A, B, C, discrete: bool) -> np.ndarray:
 # evaluations (forward, and step by step), plus 1e-6 for outputs near zero: the decoder computes the
 # same function in another order and so carries a rounding error of the same size. A float64 decoder
 # must match to 1e-10.
-DEPLOY_KINDS = ("s4d", "dss", "s4", "s5")
-REDUCIBLE = ("s4d", "dss")   # what reduction.reduce_model reduces; S4 and S5 get per-layer d_state instead
+DEPLOY_KINDS = ("s4d", "dss", "s4", "s5", "lru")
 
 
 def small_classifier(kind: str, *, d_state=8, tokens=False, pool="mean", seed=0, dtype=torch.float32, **kw):
@@ -336,14 +335,13 @@ def small_classifier(kind: str, *, d_state=8, tokens=False, pool="mean", seed=0,
 
 
 def reduced_classifier(kind: str, **kw):
-    """A reduced model of `kind`: BT-reduced to d_state 4 where reduce_model applies; else the shape a
-    reduction leaves (one d_state per layer, smaller than the first's)."""
-    if kind in REDUCIBLE:
-        from dssm_kernels.reduction import reduce_model
-        model = small_classifier(kind, d_state=12, **kw)
-        small, _ = reduce_model(model, d_state=4, method="bt")
-        return small.eval()
-    return small_classifier(kind, d_state=[8, 4], **kw)
+    """A reduced model of `kind`: a d_state 12 model under a model-wide budget of 35 % of its states (BT,
+    the bound-minimising allocation), so S4D / DSS channels keep different numbers of modes (the flat
+    layout), an S4 becomes an S4D and S5 / LRU layers keep their own sizes."""
+    from dssm_kernels.reduction import reduce_model
+    model = small_classifier(kind, d_state=12, **kw)
+    small, _ = reduce_model(model, fraction=0.35, method="bt", measure=False)
+    return small.eval()
 
 
 def classifier_inputs(model, B: int, L: int, seed: int = 1) -> torch.Tensor:

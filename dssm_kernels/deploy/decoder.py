@@ -40,7 +40,7 @@ MAX_ELEMENTS = 1 << 31   # one activation buffer of a call (BLAS takes 32-bit si
 
 
 class StreamingDecoder:
-    """Decode `model` (a SequenceClassifier, a ResidualBlock or a bare S4D / DSS / S4 / S5 layer, full or
+    """Decode `model` (a SequenceClassifier, a ResidualBlock or a bare S4D / DSS / S4 / S5 / LRU layer, full or
     reduced) for `batch` independent streams. See the module docstring.
 
     Args:

@@ -96,7 +96,7 @@ def step_path(path: str) -> str:
 
 
 def export_onnx(model: nn.Module, path, *, graph: str = "both", max_length: int = DEFAULT_MAX_LENGTH) -> list:
-    """Export `model` (SequenceClassifier, ResidualBlock or a bare S4D / DSS / S4 / S5 layer, full or
+    """Export `model` (SequenceClassifier, ResidualBlock or a bare S4D / DSS / S4 / S5 / LRU layer, full or
     reduced) to ONNX. graph: "forward" (to `path`), "step" (to `path` itself), or "both" (forward to
     `path`, step to step_path(path)). max_length: the longest input of an S4 layer's forward graph.
     Returns the paths written."""

@@ -11,13 +11,17 @@ SSM kinds and their layouts (H channels, N complex modes, r the DPLR rank; "plan
     diag   S4D, DSS: x_t = dA x_{t-1} + dB u_t, y_t = 2 Re(C x_t) + D u_t per channel, run in the scaled
            state s = x / dB:  s_t = dA s_{t-1} + u_t,  y_t = Re(cb s_t) + D u_t,  cb = 2 C dB.
            a = dA, cb: (2, N, H) (mode-major: the loops run over channels);  D (H,);
-           state (B, 2, N, H).
+           state (B, 2, N, H). A layer whose channels keep different numbers of modes (a model-wide
+           budget's flat layout) is padded to N = the largest count with inert modes (cb = 0, and dA = 1/2
+           so that their state stays bounded and dA^l has a logarithm): exact, but it costs H * N modes,
+           not the layer's M.
     dplr   S4: the bilinear step by Woodbury (nn/s4.py): a = 1 + h lam, b = 2 h B, c = C, dinv =
            1 / (1 - h lam): (2, H, N);  P, hP = h P, G = conj(P) dinv, E = h dinv P: (2, r, H, N);
            Minv (H, r, r);  D (H,);  h = dt / 2;  state (B, 2, H, N).
-    mimo   S5: x_t = dA x_{t-1} + dB u_t, y_t = 2 Re(C x_t) + D u_t with one state of N modes:
+    mimo   S5, LRU: x_t = dA x_{t-1} + dB u_t, y_t = g Re(C x_t) + D u_t with one state of N modes (g = 2
+           for S5, whose conjugate modes are implicit; g = 1 for LRU, which reads Re(C x)):
            a = dA (2, N);  bm (H, 2N) = [Re dB^T | Im dB^T] (u bm = [Re | Im] of dB u);
-           cm (2N, H) = [2 Re C^T; -2 Im C^T] ([Re x | Im x] cm = 2 Re(C x));  D (H,);  state (B, 2, N).
+           cm (2N, H) = [g Re C^T; -g Im C^T] ([Re x | Im x] cm = g Re(C x));  D (H,);  state (B, 2, N).
 Dense maps are stored transposed, (in, out), so that rows of activations multiply them from the left.
 """
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from dssm_kernels.nn import DSS, S4, S4D, S5, ResidualBlock, SequenceClassifier
+from dssm_kernels.nn import DSS, LRU, S4, S4D, S5, ResidualBlock, SequenceClassifier
 from dssm_kernels.nn._base import SSMLayer
 
 SSM_KINDS = ("diag", "dplr", "mimo")
@@ -131,6 +135,8 @@ def plan_ssm(layer: SSMLayer, kernel_length: int | None = None) -> SsmPlan:
         dl = _double(layer)
         if isinstance(layer, (S4D, DSS)):
             dA, dB, C, _ = dl.discrete()
+            if dl.layout is not None:          # flat per-channel modes -> (H, largest count), inert padding
+                dA, dB, C = (dl.layout.to_padded(x, fill) for x, fill in ((dA, 0.5), (dB, 0), (C, 0)))
             return SsmPlan("diag", name, dict(a=_planes(dA.T), cb=_planes((2 * C * dB).T), D=_d_or_zeros(dl, H)),
                            H, dA.shape[1])
         if isinstance(layer, S4):
@@ -144,12 +150,13 @@ def plan_ssm(layer: SSMLayer, kernel_length: int | None = None) -> SsmPlan:
                 G=_planes((P.conj() * Dinv.unsqueeze(1)).transpose(0, 1)),
                 E=_planes((Dinv.unsqueeze(1) * hP).transpose(0, 1)), Minv=Minv.contiguous(),
                 D=_d_or_zeros(dl, H)), H, lam.shape[1], r)
-        if isinstance(layer, S5):
+        if isinstance(layer, (S5, LRU)):
             dA, dB, C = dl.discrete()
+            g = 2 if isinstance(layer, S5) else 1
             bm = torch.cat([dB.real.T, dB.imag.T], dim=1)            # (H, 2N)
-            cm = torch.cat([2 * C.real.T, -2 * C.imag.T], dim=0)     # (2N, H)
+            cm = torch.cat([g * C.real.T, -g * C.imag.T], dim=0)     # (2N, H)
             return SsmPlan("mimo", name, dict(a=_planes(dA), bm=bm, cm=cm, D=_d_or_zeros(dl, H)), H, dA.shape[0])
-    raise TypeError(f"deploy: no streaming form for a {name} layer (supported: S4D, DSS, S4, S5)")
+    raise TypeError(f"deploy: no streaming form for a {name} layer (supported: S4D, DSS, S4, S5, LRU)")
 
 
 def _linear_t(lin: nn.Linear) -> tuple:
@@ -189,7 +196,7 @@ def _cast(plan: NetworkPlan) -> NetworkPlan:
 
 
 def plan_model(model: nn.Module, kernel_length: int | None = None) -> NetworkPlan:
-    """The plan of a SequenceClassifier, a ResidualBlock or a bare SSM layer (S4D, DSS, S4, S5), full or
+    """The plan of a SequenceClassifier, a ResidualBlock or a bare SSM layer (S4D, DSS, S4, S5, LRU), full or
     reduced (each layer its own d_state). Dropout is left out (the plan is the model in eval mode).
     TypeError for anything else; ValueError for a layer that takes (B, H, L) input. kernel_length: see
     plan_ssm (S4 layers' kernels, for the whole-sequence graph)."""

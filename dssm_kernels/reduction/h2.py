@@ -38,6 +38,7 @@ from dssm_kernels.reduction.bt import BT
 from dssm_kernels.reduction.gramians import weight
 from dssm_kernels.reduction.modal import MT
 from dssm_kernels.reduction.norms import h2_inner_factored, h2_norm_unthreaded
+from dssm_kernels.reduction.reductor import SystemContext
 from dssm_kernels.reduction.reductor import Fitted, Method, SystemContext, check_common, run
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm, _ModalSystem, pad_std
 
@@ -125,7 +126,17 @@ class H2(Method):
                 out.append(Fitted(s.p, s.b, s.c, s.d, int(np.sum(s.mode_orders())), 0.0, np.nan, {}, {}))
             return out
         start = (BT if self.init == "bt" else MT)(self.who, self.horizon, self.max_modes)
-        return [start.fit(ctx, r) for ctx, r in zip(ctxs, ranks)]
+        fits = [start.fit(ctx, r) for ctx, r in zip(ctxs, ranks)]
+        if self.horizon is None:
+            return fits
+        # time-limited BT keeps no stability guarantee (the horizon's Gramians are not Lyapunov solutions):
+        # a channel whose start has an unstable pole, which the stable parameterisation cannot hold, starts
+        # from infinite-horizon BT instead, stable by construction
+        stable = BT(self.who, None, self.max_modes)
+        for i, (f, ctx, r) in enumerate(zip(fits, ctxs, ranks)):
+            if not (np.all(np.abs(f.p) < 1) if ctx.discrete else np.all(f.p.real < 0)):
+                fits[i] = stable.fit(SystemContext(ctx.system, None, self.who, ctx.max_modes), r)
+        return fits
 
     def reduce_batch(self, ctxs, ranks):
         starts = self._start(ctxs, ranks)

@@ -240,7 +240,9 @@ def _allocate(jobs: list, method: str, rule: str, K: int, model, gains: dict):
     systems = []
     for li, job in enumerate(jobs):
         for ctx in job.ctxs:
-            scores = _scores(ctx)
+            # LAST's scores need the modal form (for a dense S4 channel, a diagonalisation that may warn):
+            # only its rule reads them
+            scores = _scores(ctx) if rule == "last" else np.zeros(0)
             scores = np.concatenate([scores, np.zeros(max(0, job.n_modes - len(scores)))])[:job.n_modes]
             systems.append(budgets.SystemData(li, job.n_modes, _errors_by_modes(job, method, ctx), ctx.hsv, scores))
     budgets.check_budget("reduce_model", systems, K)

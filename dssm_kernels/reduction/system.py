@@ -254,6 +254,16 @@ class _ModalSystem:
         """The real order 2N of each system."""
         return 2 * self.n_modes
 
+    def __getitem__(self, idx):
+        """Index the batch dimensions (never the modes, inputs or outputs): a system of the same class."""
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        if len(idx) > len(self.batch_shape):
+            raise IndexError(f"{type(self).__name__}: {len(idx)} indices for batch shape {self.batch_shape}")
+        m = idx + (slice(None),)
+        return type(self)(self.lam[m], self.B[m], self.C[m], self.D[idx], None if self.dt is None else self.dt[idx],
+                          self.disc)
+
     @property
     def modal_class(self):
         """The class reduced systems of this one come back as."""
@@ -473,16 +483,6 @@ class DiagonalSystem(_ModalSystem):
         return (f"DiagonalSystem({kind}, batch={self.batch_shape}, N={self.n_modes} modes, "
                 f"real order {2 * self.n_modes})")
 
-    def __getitem__(self, idx) -> "DiagonalSystem":
-        """Index the batch dimensions (never the modes)."""
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        if len(idx) > len(self.batch_shape):
-            raise IndexError(f"DiagonalSystem: {len(idx)} indices for batch shape {self.batch_shape}")
-        m = idx + (slice(None),)
-        return DiagonalSystem(self.lam[m], self.B[m], self.C[m], self.D[idx],
-                              None if self.dt is None else self.dt[idx], self.disc)
-
     @staticmethod
     def stack(systems: list, batch_shape: tuple | None = None) -> "DiagonalSystem":
         """Stack unbatched systems of equal N, dt-ness and disc into one of the given batch shape."""
@@ -576,14 +576,6 @@ class MimoSystem(_ModalSystem):
         return (f"MimoSystem({kind}, batch={self.batch_shape}, N={self.n_modes} modes, {m} inputs, {p} outputs, "
                 f"real order {2 * self.n_modes})")
 
-    def __getitem__(self, idx) -> "MimoSystem":
-        """Index the batch dimensions (never the modes or the inputs / outputs)."""
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        if len(idx) > len(self.batch_shape):
-            raise IndexError(f"MimoSystem: {len(idx)} indices for batch shape {self.batch_shape}")
-        return MimoSystem(self.lam[idx], self.B[idx], self.C[idx], self.D[idx],
-                          None if self.dt is None else self.dt[idx], self.disc)
 
 
 def _check_dt_disc(who: str, dt, disc):

@@ -3,7 +3,7 @@
 matplotlib without a display, and one result written as NAME.json / NAME.md / NAME.png.
 
     progress_bar(iterable, enabled, **tqdm_kwargs)   # tqdm when enabled and installed, else the iterable
-    machine() -> str                                 # "x86_64 ... 2 cores, torch 2.x, 1 threads"
+    machine() -> str                                 # "AMD EPYC (x86_64), 2 cores, torch 2.x, 1 threads"
     jsonable(obj)                                    # tensors, arrays, dataclasses -> lists and dicts
     md_table(head, rows) -> str
     pyplot()                                         # matplotlib.pyplot on the Agg backend
@@ -29,10 +29,23 @@ def progress_bar(iterable, enabled: bool, **kw):
     return tqdm(iterable, **kw) if enabled and tqdm is not None else iterable
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo; elsewhere what platform knows): results differ
+    between an AMD EPYC and an Intel Xeon of the same machine kind, so every figure names it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     """The processor, its core count, torch's version and its intra-op threads, on one line."""
-    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, torch {torch.__version__}, " \
-           f"{torch.get_num_threads()} threads".replace("  ", " ")
+    return f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} threads"
 
 
 def jsonable(obj):

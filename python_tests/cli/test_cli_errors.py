@@ -197,6 +197,20 @@ def test_train_checks_its_destination_before_training(tmp_path, capsys, no_train
         assert_usage_error(code, err, "train", "--out", needle)
 
 
+def test_reduce_checks_its_destination_before_reducing(folder, tmp_path, capsys, monkeypatch):
+    from dssm_kernels import reduction
+
+    def never(*a, **k):
+        raise AssertionError("the reduction started")
+    monkeypatch.setattr(reduction, "reduce_model", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for out, needle in ((blocker / "r.pt", "not a folder"), (tmp_path, "is a folder"),
+                        ("/proc/dssm-test/r.pt", "cannot write")):
+        code, _, err = run(["reduce", folder / "m.pt", "--d-state", "2", "--out", out], capsys)
+        assert_usage_error(code, err, "reduce", "--out", needle)
+
+
 def test_train_task_options_name_the_flag(tmp_path, capsys, no_training):
     for option, needle in (("colour=1", "unknown option"), ("seq_len=1", "seq_len must be"),
                            ("seed=3", "give the seed with --seed"), ("n_train=1000000000000", "at most 1,000,000")):
@@ -204,7 +218,8 @@ def test_train_task_options_name_the_flag(tmp_path, capsys, no_training):
         assert_usage_error(code, err, "train", "--task-option", needle)
 
 
-# (--layer s5 and s4 were refused here: every layer kind is reducible now, test_reduction_model.py)
+# (--layer s5 and s4 were refused here after training; every layer kind is reducible now, and
+# test_demo_takes_every_layer_kind checks that the demo accepts them before it trains)
 @pytest.mark.parametrize("argv, needles", [
     (["--d-state", "8", "--ranks", "8", "4"], ["--ranks", "below --d-state 8, got 8"]),
     (["--d-state", "8", "--ranks", "4", "--retrain-ranks", "16"], ["--retrain-ranks", "got 16"]),
@@ -212,6 +227,15 @@ def test_train_task_options_name_the_flag(tmp_path, capsys, no_training):
 def test_demo_checks_everything_before_training(tmp_path, capsys, no_training, argv, needles):
     code, _, err = run(["demo", "--out", tmp_path / "demo", "--no-progress", *argv], capsys)
     assert_usage_error(code, err, "demo", *needles)
+
+
+@pytest.mark.parametrize("layer", ["s4d", "dss", "s4", "s5", "lru"])
+def test_demo_takes_every_layer_kind(tmp_path, layer):
+    """The demo's checks (run before any training) accept every layer kind: each is reducible."""
+    from dssm_kernels.workflows.demo import check_arguments
+    check_arguments(str(tmp_path / "demo"), task="digits", layer=layer, d_model=8, d_state=8, n_layers=1, epochs=1,
+                    retrain_epochs=1, ranks=[4, 2], retrain_ranks=[2], methods=["bt", "h2"], lr=0.01, seed=0,
+                    time_batch=4, time_repeats=1)
 
 
 def test_demo_and_experiment_check_their_folder_first(tmp_path, capsys, no_training, monkeypatch):
@@ -262,9 +286,11 @@ def test_sigint_during_training_in_a_real_process(tmp_path):
     assert "Traceback" not in err
 
 
-def test_a_closed_pipe_ends_quietly(folder):
+@pytest.mark.parametrize("command", ["eval", "reduce"])
+def test_a_closed_pipe_ends_quietly(folder, command):
     """The reader leaves (`dssm eval ... | head` once head has its lines): no traceback, the SIGPIPE status."""
-    p = subprocess.Popen([sys.executable, "-m", "dssm_kernels", "eval", str(folder / "m.pt")], stdout=subprocess.PIPE,
+    argv = [str(folder / "m.pt")] + (["--d-state", "2", "--out", str(folder / "piped.pt")] if command == "reduce" else [])
+    p = subprocess.Popen([sys.executable, "-m", "dssm_kernels", command, *argv], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
     p.stdout.close()                                   # nobody reads: the first write fails with EPIPE
     err = p.stderr.read().decode()

@@ -25,11 +25,12 @@ NUMERIC = {
     "train": {"--epochs": int, "--d-model": int, "--d-state": int, "--n-layers": int, "--lr": float, "--seed": int},
     "demo": {"--epochs": int, "--d-model": int, "--d-state": int, "--retrain-epochs": int, "--time-repeats": int,
              "--ranks": int, "--lr": float},
-    "reduce": {"--d-state": int, "--tol": float, "--horizon": int},
+    "reduce": {"--d-state": int, "--tol": float, "--horizon": int, "--budget": int, "--fraction": float},
     "bench": {"--batch": int, "--repeats": int},
 }
-CHOICES = {"train": ["--task", "--layer"], "demo": ["--layer", "--methods"], "reduce": ["--method"],
-           "eval": ["--split"], "bench": ["--modes"]}
+CHOICES = {"train": ["--task", "--layer"], "demo": ["--layer", "--methods"], "reduce": ["--method", "--allocate"],
+           "eval": ["--split"], "bench": ["--modes"], "export": ["--format"], "experiment": [None]}
+SIZES = ("--d-state", "--tol", "--budget", "--fraction")   # reduce takes exactly one
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def _run(argv):
 def bad_invocations(draw, checkpoint, out_dir):
     cmd = draw(st.sampled_from(sorted(set(NUMERIC) | set(CHOICES))))
     argv = [cmd]
-    if cmd in ("reduce", "eval", "bench"):
+    if cmd in ("reduce", "eval", "bench", "export"):
         argv.append(draw(st.sampled_from([checkpoint, checkpoint + ".missing", "/", "not a file.pt"]))
                     if cmd != "reduce" else checkpoint)
     if cmd == "train":
@@ -68,13 +69,16 @@ def bad_invocations(draw, checkpoint, out_dir):
         argv += ["--out", f"{out_dir}/demo"]
     if cmd == "reduce":
         argv += ["--out", f"{out_dir}/r.pt"]
+    if cmd == "export":
+        argv += ["--out", f"{out_dir}/m.onnx"]
     numeric = NUMERIC.get(cmd, {})
     kind = draw(st.sampled_from(["number", "choice", "unknown_flag"] if numeric else ["choice", "unknown_flag"]))
     if kind == "number":
         flag = draw(st.sampled_from(sorted(numeric)))
         argv += [flag, draw(st.sampled_from(BAD_INT if numeric[flag] is int else BAD_FLOAT))]
     elif kind == "choice":
-        argv += [draw(st.sampled_from(CHOICES[cmd])), draw(st.sampled_from(["nope", "", "S4D", "bt "]))]
+        flag = draw(st.sampled_from(CHOICES[cmd]))        # None: a positional choice (experiment's name)
+        argv += ([] if flag is None else [flag]) + [draw(st.sampled_from(["nope", "", "S4D", "bt "]))]
     else:
         argv += [draw(st.sampled_from(["--bogus", "--d_state", "-x"])), "1"]
     # plus a few valid flags, in any order, that must not mask the bad one
@@ -82,7 +86,7 @@ def bad_invocations(draw, checkpoint, out_dir):
     for flag in (draw(st.lists(st.sampled_from(good), max_size=2, unique=True)) if good else []):
         if flag not in argv:
             argv += [flag, GOOD[flag]]
-    if cmd == "reduce" and "--d-state" not in argv and "--tol" not in argv:
+    if cmd == "reduce" and not any(f in argv for f in SIZES):
         argv += ["--d-state", "2"]
     return argv
 

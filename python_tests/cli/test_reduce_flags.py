@@ -70,3 +70,12 @@ def test_bad_flags_are_one_line(folder, tmp_path, capsys, argv, needle):
     assert code == 2
     last = err.strip().splitlines()[-1]
     assert last.startswith("dssm reduce: error: ") and needle in last, last
+
+
+def test_a_long_horizon_reaches_the_closed_form(folder, tmp_path, capsys):
+    """--horizon 10**12: the time-limited Gramians' closed form costs O(log horizon), so the flag takes
+    horizons far past any sequence (it was capped at 2**20 while they cost O(horizon))."""
+    out = tmp_path / "long.pt"
+    assert main(["reduce", str(folder / "s4d.pt"), "--d-state", "2", "--horizon", str(10 ** 12), "--out", str(out)]) == 0
+    assert checkpoint.load(str(out))[0].blocks[0].layer.d_state == 2
+    capsys.readouterr()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from testing import (DEPLOY_KINDS, classifier_inputs, double_copy, float32_tolerance, outputs_every_position,
-                     reduced_classifier, rel_rms)
+                     reduced_classifier, rel_rms, small_classifier)
 from dssm_kernels.deploy.onnx import export_onnx, initial_state, onnx_unavailable_reason, state_names, step_path
 from dssm_kernels.deploy.plan import plan_model
 from dssm_kernels.nn import S4D, ResidualBlock
@@ -16,7 +16,7 @@ from dssm_kernels.nn import S4D, ResidualBlock
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.skipif(onnx_unavailable_reason() is not None, reason=str(onnx_unavailable_reason()))
 
-OPTIONS = {"s4d": {}, "dss": dict(tokens=True), "s4": {}, "s5": dict(pool="last")}
+OPTIONS = {"s4d": {}, "dss": dict(tokens=True), "s4": {}, "s5": dict(pool="last"), "lru": {}}
 
 
 def _session(path):
@@ -59,7 +59,7 @@ def test_onnx_metadata_and_state_shapes(tmp_path):
     model = reduced_classifier("s4d")
     path = export_onnx(model, tmp_path / "m.onnx", graph="step")[0]
     meta = {p.key: p.value for p in onnx.load(path).metadata_props}
-    assert meta["graph"] == "step" and json.loads(meta["d_state"]) == [4, 4]
+    assert meta["graph"] == "step" and json.loads(meta["d_state"]) == [b.layer.d_state for b in model.blocks]
     shapes = json.loads(meta["state_shapes"])
     sess = _session(path)
     got = {i.name: i.shape for i in sess.get_inputs()}
@@ -79,7 +79,7 @@ def test_onnx_block(tmp_path):
 
 def test_onnx_s4_refuses_inputs_past_max_length(tmp_path):
     """An S4 forward graph stores its kernel up to max_length: a longer input fails in the runtime."""
-    model = reduced_classifier("s4")
+    model = small_classifier("s4", d_state=[8, 4])     # a reduced S4 is an S4D: this one keeps its DPLR form
     path = export_onnx(model, tmp_path / "m.onnx", graph="forward", max_length=30)[0]
     sess = _session(path)
     sess.run(None, {"x": classifier_inputs(model, 1, 30).numpy()})

@@ -16,7 +16,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dssm_kernels.nn import DSS, S4, S4D, S5, ResidualBlock, SequenceClassifier
+from dssm_kernels.nn import DSS, LRU, S4, S4D, S5, ResidualBlock, SequenceClassifier
 from testing import raises_clear_error
 
 SETTINGS = dict(deadline=None, database=None, print_blob=True,
@@ -27,8 +27,9 @@ VARIANTS = {
     "dss": [dict(variant="exp", init=i) for i in ("skew-hippo", "s4d-lin", "s4d-inv")] + [dict(variant="softmax", l_max=16)],
     "s4": [dict(init="legs"), dict(init="legt", l_max=16), dict(init="fout")],
     "s5": [dict(init="legs", disc="zoh"), dict(init="ptd", disc="bilinear")],
+    "lru": [dict(), dict(r_min=0.0, r_max=0.5), dict(r_min=0.99, r_max=0.9999, max_phase=0.01)],
 }
-CLASSES = {"s4d": S4D, "dss": DSS, "s4": S4, "s5": S5}
+CLASSES = {"s4d": S4D, "dss": DSS, "s4": S4, "s5": S5, "lru": LRU}
 TOL = {torch.float64: 1e-9, torch.float32: 1e-3}
 
 

@@ -147,3 +147,19 @@ def test_modal_keeps_the_dominant_mode_and_honours_max_modes():
 def test_modal_bad_rank():
     with pytest.raises(ValueError, match=r"rank must satisfy 1 <= rank < 6"):
         modal_truncation(random_system(np.random.default_rng(0), 3), 6)
+
+
+def test_time_limited_h2_starts_from_a_stable_system():
+    """Time-limited BT can return unstable poles (here |p| = 1.098 at horizon 4): time-limited h2 then
+    starts that channel from infinite-horizon BT. Unfixed, such starts on a trained S4D's channels reached
+    |p| = 4.5, and |p|^255 made reduce_model(method="tlh2", horizon=256) fail."""
+    from dssm_kernels.reduction.h2 import H2
+    from dssm_kernels.reduction.reductor import SystemContext
+    sys = random_system(np.random.default_rng(0), 4, dt=0.5, decay=(0.001, 0.05))
+    tl_bt, _ = balanced_truncation(sys, rank=1, horizon=4)
+    assert np.abs(tl_bt.std.p).max() > 1                       # the case: an unstable time-limited start
+    method = H2("test", 4, None, init="bt", max_iter=10)
+    (start,) = method._start([SystemContext(sys, 4, "test")], [1])
+    assert np.all(np.abs(start.p) < 1)
+    red, _ = h2_reduction(sys, 1, horizon=4, max_iter=10)
+    assert np.all(np.abs(red.std.p) < 1)

@@ -9,6 +9,8 @@ Properties, for every drawn system and rank r:
   ~1e3 eps ||G||, test_reduction_bt.py measures it: slack 1e-10 ||G||);
 - modal truncation: ||G - G_r||_inf <= its bound, same slack;
 - balanced singular perturbation: the BT bound, and the DC gain kept;
+- modal singular perturbation: its bound;
+- on MIMO systems (S5, LRU), every bounded method (bt, bsp, modal, msp): its bound;
 - h2 reduction: its h2 error is never above BT's at the same rank (its start), up to rounding;
 - a bad argument gives a TypeError / ValueError naming it, never another exception.
 """
@@ -19,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dssm_kernels import reduction as R
-from testing import deadline, raises_clear_error
+from testing import deadline, raises_clear_error, random_mimo
 
 SETTINGS = dict(deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -113,6 +115,42 @@ def test_h2_never_worse_than_bt(sys, data):
     # ~n^2 eps / (2 e) (test_reduction_h2_modal.py); 1e3 covers the constant
     n = 2 * (sys.n_modes + bt.n_modes)
     assert e_h2 <= e_bt + 1e3 * n * n * np.finfo(float).eps / max(e_bt, 1e-300)
+
+
+@st.composite
+def mimo_systems(draw, max_modes=4):
+    """A stable MimoSystem (S5 / LRU layers' form): N modes (some real), 1-3 inputs and outputs, continuous
+    or discrete, B and C over 6 decades."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    N, m, p = draw(st.integers(1, max_modes)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dt, disc = draw(st.sampled_from([(None, "zoh"), (0.1, "zoh"), (0.3, "bilinear")]))
+    sys = random_mimo(rng, N, m, p, dt=dt, disc=disc, n_real=draw(st.integers(0, N)),
+                      decay=(10.0 ** draw(st.integers(-3, -1)), 1.0))
+    scale = 10.0 ** draw(st.integers(-3, 3))
+    return R.MimoSystem(sys.lam, scale * sys.B, sys.C, sys.D, dt=dt, disc=disc)
+
+
+BOUNDED = {"bt": R.balanced_truncation, "bsp": R.balanced_singular_perturbation,
+           "modal": R.modal_truncation, "msp": R.modal_singular_perturbation}
+
+
+@settings(max_examples=12, **SETTINGS)
+@given(st.sampled_from(sorted(BOUNDED)), mimo_systems(), st.data())
+def test_mimo_bounds(method, sys, data):
+    """Every bounded method on MIMO systems: ||G - G_r||_inf (the peak of the largest singular value) within
+    its bound, with the SISO tests' slack 1e-10 ||G||_inf for the grid and rounding."""
+    r = data.draw(st.integers(1, _max_rank(sys)))
+    red, info = BOUNDED[method](sys, rank=r)
+    assert np.all(red.lam.real < 0)
+    assert R.hinf_norm(sys - red) <= info.error_bound + 1e-10 * R.hinf_norm(sys), (method, info.error_bound)
+
+
+@settings(max_examples=20, **SETTINGS)
+@given(systems(batch=False), st.data())
+def test_modal_singular_perturbation_bound(sys, data):
+    r = data.draw(st.integers(1, _max_rank(sys)))
+    red, info = R.modal_singular_perturbation(sys, r)
+    assert R.hinf_norm(sys - red) <= info.error_bound + 1e-10 * R.hinf_norm(sys)
 
 
 # ------------------------------------------------------------------------------------------ bad arguments
