@@ -74,6 +74,7 @@ def _float_type(accepts, expected: str):
 
 
 _positive_float = _float_type(lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
+_nonnegative_float = _float_type(lambda value: math.isfinite(value) and value >= 0, "a finite number >= 0")
 _fraction = _float_type(lambda value: 0 < value <= 1, "a number in (0, 1]")
 
 
@@ -117,7 +118,7 @@ def cmd_train(a) -> int:
     import torch
 
     from dssm_kernels.nn import SequenceClassifier
-    from dssm_kernels.workflows import checkpoint, distributed, preflight, training
+    from dssm_kernels.workflows import checkpoint, compress, distributed, preflight, training
     preflight.writable_file(a.out, "--out")            # before training: a failing save would lose the model
     if a.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA device (a CPU-only torch build, or no driver)")
@@ -137,13 +138,24 @@ def cmd_train(a) -> int:
                                    d_model=a.d_model, d_state=a.d_state, n_layers=a.n_layers, seed=a.seed)
         if a.device == "cuda":
             model = model.to(f"cuda:{world.local_rank}")
+        loss_hook = compress.hsv_penalty_hook(a.hsv_reg) if a.hsv_reg else None
+        model_hook = None
+        if a.compress_tol is not None:
+            total_steps = a.epochs * -(-len(t.train[1]) // a.batch_size)
+            model_hook = compress.compress_during_training(a.compress_tol, total_steps, every=a.compress_every,
+                                                           until=a.compress_until, method=a.compress_method,
+                                                           carry=a.compress_carry,
+                                                           channel_sizes=a.compress_channel_sizes)
         hist = training.fit(model, t, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, seed=a.seed,
-                            progress=not a.no_progress)
+                            progress=not a.no_progress, loss_hook=loss_hook, model_hook=model_hook)
         if world.is_main:                               # one checkpoint and one report, from rank 0
             model = hist.model.cpu()
             checkpoint.save(a.out, model, t, history=hist.records())
-            print(json.dumps({"checkpoint": a.out, "val_acc": hist.val_acc,
-                              "test_acc": training.accuracy(model, t.test), "seconds": hist.seconds[-1]}, indent=1))
+            report = {"checkpoint": a.out, "val_acc": hist.val_acc, "test_acc": training.accuracy(model, t.test),
+                      "seconds": hist.seconds[-1]}
+            if model_hook is not None:       # the state sizes over time: [optimizer step, real SSM states]
+                report["states"] = [[e["step"], e["states"]] for e in model_hook.log]
+            print(json.dumps(report, indent=1))
     finally:
         distributed.shutdown()
     return 0
@@ -405,6 +417,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun: how long a process waits for the others before the run fails "
                         "(default %(default)s)")
     s.add_argument("--out", required=True, help="checkpoint path to write (required)")
+    s.add_argument("--hsv-reg", type=_nonnegative_float, default=0.0, metavar="LAMBDA",
+                   help="add LAMBDA times the sum of every SSM system's Hankel singular values to the loss, so that "
+                        "the trained model loses little to balanced truncation (default 0: off)")
+    s.add_argument("--compress-tol", type=_fraction, default=None, metavar="TAU",
+                   help="reduce while training: every --compress-every steps of the first --compress-until of "
+                        "training, cut each SSM system to the fewest modes whose discarded Hankel energy (sum of the "
+                        "dropped Hankel singular values over their total) is at most TAU, and train on with the "
+                        "smaller model (default: off)")
+    s.add_argument("--compress-every", type=_int_type(1, MAX_EPOCHS * MAX_BATCH), default=None, metavar="K",
+                   help="optimizer steps between two reductions (default: a fiftieth of the run's steps)")
+    s.add_argument("--compress-until", type=_fraction, default=0.1, metavar="FRACTION",
+                   help="the fraction of the run's optimizer steps during which reductions happen (default "
+                        "%(default)s)")
+    s.add_argument("--compress-method", default="bt", choices=("bt", "bsp"),
+                   help="reduction method during training (default %(default)s)")
+    s.add_argument("--compress-carry", default="transform", choices=("transform", "reset", "slice"),
+                   help="AdamW's moments across a reduction: keep those of unchanged coordinates and restart the "
+                        "reduced modes' (transform), restart all (reset), or give each new mode its nearest old "
+                        "mode's (slice, CompreSSM) (default %(default)s)")
+    s.add_argument("--compress-channel-sizes", action="store_true",
+                   help="let each channel of an S4D / DSS layer keep its own number of modes (fewest states; the "
+                        "layer then runs group by group) instead of the layer's largest count on every channel "
+                        "(default: off)")
 
     s = command("reduce", "reduce every SSM layer of a checkpoint to a smaller state",
                 "Reduce every SSM layer of a checkpoint (S4D, DSS, S4, S5, LRU) with balanced truncation (bt), balanced "

@@ -12,6 +12,7 @@
     h2_norm(sys, horizon=None), hinf_norm(sys)
     reduce_model(model, d_state=None, tol=None, method="bt", horizon=None, *, budget=None, fraction=None,
                  allocate="bound")                                     # -> (reduced model, report)
+    hankel_penalty(model) / layer_hsv_sum(layer)       # differentiable sum of HSVs (torch): a training penalty
 
 Every reductor runs through one loop (reductor.py) with small hooks per method; a model-wide budget is
 split across layers and channels by budget.py's rules.
@@ -37,9 +38,10 @@ from dssm_kernels.reduction.layers import from_layer, to_layer
 from dssm_kernels.reduction.modal import modal_singular_perturbation, modal_truncation
 from dssm_kernels.reduction.model import LayerReport, ModelReport, reduce_model
 from dssm_kernels.reduction.norms import h2_norm, hinf_norm
+from dssm_kernels.reduction.penalty import hankel_penalty, layer_hsv_sum
 from dssm_kernels.reduction.system import DiagonalSystem, MimoSystem
 
 __all__ = ["DiagonalSystem", "MimoSystem", "DenseSystem", "from_layer", "to_layer", "gramians",
            "hankel_singular_values", "h2_norm", "hinf_norm", "balanced_truncation", "balanced_singular_perturbation",
            "modal_truncation", "modal_singular_perturbation", "h2_reduction", "ReductionInfo", "reduce_model",
-           "LayerReport", "ModelReport"]
+           "LayerReport", "ModelReport", "hankel_penalty", "layer_hsv_sum"]

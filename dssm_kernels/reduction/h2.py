@@ -38,7 +38,6 @@ from dssm_kernels.reduction.bt import BT
 from dssm_kernels.reduction.gramians import weight
 from dssm_kernels.reduction.modal import MT
 from dssm_kernels.reduction.norms import h2_inner_factored, h2_norm_unthreaded
-from dssm_kernels.reduction.reductor import SystemContext
 from dssm_kernels.reduction.reductor import Fitted, Method, SystemContext, check_common, run
 from dssm_kernels.reduction.system import DiagonalSystem, StdForm, _ModalSystem, pad_std
 

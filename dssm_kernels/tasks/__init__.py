@@ -3,7 +3,7 @@
 Nothing is downloaded. Each task is seeded and deterministic (the same arguments give identical
 tensors) and comes with train / validation / test splits.
 
-    names() -> ("listops", "digits", "recall")
+    names() -> ("listops", "digits", "recall", "ucr")
     load(name, *, seed=0, n_train=None, n_val=None, n_test=None, **options) -> Task
     check(name, **the same arguments)       # load()'s argument checks alone: nothing generated or allocated
 
@@ -12,12 +12,15 @@ tensors) and comes with train / validation / test splits.
 | listops | tokens, vocab 16            | max_length (256)     | 10      | max_length 256, min_length 32, max_depth 10, max_args 10 |
 | digits  | real, d_input 1             | 64 upsample^2 (256)  | 10      | upsample 2, interpolation "bilinear" / "nearest"      |
 | recall  | tokens, vocab 1 + K + noise | seq_len (64)         | K (4)   | seq_len 64, n_classes 4, n_noise 8, max_position 0     |
+| ucr     | real, d_input = channels    | the data set's       | the set's | dataset "ArrowHead" (one of tasks.ucr.BUNDLED)       |
 
 n_train / n_val / n_test of None take each task's default sizes (listops 2000 / 250 / 250, digits the
-rest / 180 / 360 of its 1797 images, recall 2000 / 500 / 500). A task holds at most 1,000,000 sequences
+rest / 180 / 360 of its 1797 images, recall 2000 / 500 / 500, ucr the rest / 20% of the archive's train
+split / its whole test split). A task holds at most 1,000,000 sequences
 and 2**27 input values over its splits (tasks._common.MAX_SAMPLES, MAX_VALUES): options can come from a
 file (a checkpoint), so sizes are bounded before anything is allocated. Each module's docstring
-(tasks.listops, tasks.digits, tasks.recall) states its generation procedure.
+(tasks.listops, tasks.digits, tasks.recall, tasks.ucr) states its generation procedure; ucr reads the
+UCR / UEA data sets the aeon wheel ships, with aeon's loader.
 
 Example:
     >>> from dssm_kernels import tasks
@@ -30,13 +33,13 @@ Example:
 """
 from __future__ import annotations
 
-from dssm_kernels.tasks import digits, listops, recall
+from dssm_kernels.tasks import digits, listops, recall, ucr
 from dssm_kernels._validate import check_int
 from dssm_kernels.tasks._common import Task
 
 __all__ = ["Task", "names", "check", "load"]
 
-_REGISTRY = {"listops": listops, "digits": digits, "recall": recall}
+_REGISTRY = {"listops": listops, "digits": digits, "recall": recall, "ucr": ucr}
 
 
 def names() -> tuple[str, ...]:

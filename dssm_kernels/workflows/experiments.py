@@ -3,6 +3,9 @@
     dssm experiment bt-init          BT-initialised retraining against Skew-HiPPO init (seed 000)
     dssm experiment compression      accuracy without retraining against SSM parameters removed (seed 002)
     dssm experiment ptd-robustness   PTD against LegS-style init under Fourier-mode noise (seed 003)
+    dssm experiment penalty-cost     what the Hankel penalty (--hsv-reg) adds to a training step (issue 13)
+    dssm experiment frontier         accuracy against SSM states kept: reduce after, LAST, penalty, during
+                                     training, from scratch, BT-init (issue 13)
 
 Each writes OUT/NAME.json (configuration, every measured number, machine, wall time), OUT/NAME.md (the
 command, the machine, the tables and a reading generated from the numbers, saying where a claim does
@@ -23,7 +26,8 @@ from dssm_kernels.workflows import _exp_common as E
 from dssm_kernels.workflows import preflight, reporting
 
 DEFAULT_OUT = "docs/experiments"
-_MODULES = {"bt-init": "exp_bt_init", "compression": "exp_compression", "ptd-robustness": "exp_ptd_robustness"}
+_MODULES = {"bt-init": "exp_bt_init", "compression": "exp_compression", "ptd-robustness": "exp_ptd_robustness",
+            "penalty-cost": "exp_penalty_cost", "frontier": "exp_frontier"}
 
 
 def names() -> tuple[str, ...]:

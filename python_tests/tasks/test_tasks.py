@@ -15,7 +15,8 @@ from dssm_kernels.tasks import digits, listops
 
 SMALL = {"listops": {"n_train": 60, "n_val": 20, "n_test": 20},
          "digits": {"n_train": 60, "n_val": 20, "n_test": 20},
-         "recall": {"n_train": 60, "n_val": 20, "n_test": 20}}
+         "recall": {"n_train": 60, "n_val": 20, "n_test": 20},
+         "ucr": {"n_train": 10, "n_val": 4, "n_test": 10, "dataset": "UnitTest"}}
 SPLITS = ("train", "val", "test")
 
 
@@ -28,7 +29,7 @@ def _same(a, b):
 
 
 def test_names():
-    assert tasks.names() == ("listops", "digits", "recall")
+    assert tasks.names() == ("listops", "digits", "recall", "ucr")
 
 
 def test_docstring_example():
@@ -77,8 +78,9 @@ def test_token_splits_disjoint(name, opts):
 @pytest.mark.parametrize("name", tasks.names())
 def test_test_split_independent_of_train_size(name):
     """Scaling n_train up (a longer run) keeps the same held-out data."""
-    small = tasks.load(name, n_train=10, n_val=10, n_test=15)
-    large = tasks.load(name, n_train=40, n_val=10, n_test=15)
+    opts = {"dataset": "ACSF1"} if name == "ucr" else {}      # ucr's default set has only 36 training series
+    small = tasks.load(name, n_train=10, n_val=10, n_test=15, **opts)
+    large = tasks.load(name, n_train=40, n_val=10, n_test=15, **opts)
     assert all(torch.equal(p, q) for p, q in zip(small.test + small.val, large.test + large.val))
 
 

@@ -54,7 +54,7 @@ def outputs(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["bt-init", "compression", "ptd-robustness"])
+@pytest.mark.parametrize("name", ["bt-init", "compression", "ptd-robustness", "frontier"])
 def test_quick_run_writes_sane_outputs(outputs, name):
     paths = {ext: os.path.join(outputs, f"{name}.{ext}") for ext in ("json", "md", "png")}
     res = json.load(open(paths["json"]))
@@ -74,7 +74,7 @@ def test_quick_run_writes_sane_outputs(outputs, name):
     assert os.path.getsize(paths["png"]) > 10_000
 
 
-@pytest.mark.parametrize("name", ["bt-init", "compression", "ptd-robustness"])
+@pytest.mark.parametrize("name", ["bt-init", "compression", "ptd-robustness", "frontier", "penalty-cost"])
 def test_render_from_json_reproduces_markdown(outputs, tmp_path, name):
     """render() rebuilds NAME.md from NAME.json alone, identical to what run() wrote."""
     for ext in ("json", "md"):
@@ -169,7 +169,8 @@ def test_correlations_and_paired_against_scipy():
 
 
 def test_bad_name_and_arguments(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"name must be one of 'bt-init', 'compression', 'ptd-robustness', got 'nope'"):
+    with pytest.raises(ValueError, match=r"name must be one of 'bt-init', 'compression', 'ptd-robustness', "
+                                         r"'penalty-cost', 'frontier', got 'nope'"):
         experiments.run("nope", out=str(tmp_path))
     with pytest.raises(TypeError, match="name must be a str, got int"):
         experiments.run(3, out=str(tmp_path))
@@ -181,3 +182,38 @@ def test_bad_name_and_arguments(tmp_path, capsys):
         reporting.md_table(["a", "b"], [["x"]])
     assert re.fullmatch(r"dssm experiment compression --quick", E.command("compression", "docs/experiments", True,
                                                                              "docs/experiments"))
+
+
+def test_frontier_contents(outputs):
+    """Every run has its full model; every reduced arm keeps at most the full states (and the fraction asked,
+    but for the one-mode-per-system floor); the reading covers every task and kind."""
+    res = json.load(open(os.path.join(outputs, "frontier.json")))
+    cfg = res["config"]
+    runs = {(r["task"], r["kind"], r["seed"]) for r in res["rows"]}
+    assert len(runs) == len(cfg["tasks"]) * len(cfg["kinds"]) * len(cfg["seeds"])
+    for run in runs:
+        rows = [r for r in res["rows"] if (r["task"], r["kind"], r["seed"]) == run]
+        full = [r for r in rows if r["arm"] == "full"]
+        assert len(full) == 1
+        floor = 2 * (cfg["n_layers"] * (1 if run[1] in ("s5", "lru") else cfg["d_model"]))
+        for r in rows:
+            assert 0 < r["states"] <= full[0]["states"] and r["seconds"] >= 0
+            if r["arm"] in ("after", "last") or (r["arm"] == "penalty" and r["fraction"] < 1):
+                assert r["states"] <= max(r["fraction"] * full[0]["states"], floor) + 2
+            if r["arm"] == "during":
+                assert r["log"][0] == [0, full[0]["states"]] and r["log"][-1][1] == r["states"]
+        assert {r["arm"] for r in rows} >= {"full", "after", "last", "penalty", "during", "scratch", "btinit"}
+    md = open(os.path.join(outputs, "frontier.md")).read()
+    for task, kind, _ in runs:
+        assert f"- {task}, {kind} (full" in md
+
+
+def test_penalty_cost_contents(outputs):
+    res = json.load(open(os.path.join(outputs, "penalty-cost.json")))
+    cfg = res["config"]
+    assert [r["kind"] for r in res["rows"]] == cfg["kinds"]
+    for r in res["rows"]:
+        assert len(r["times"]["plain"]) == len(r["times"]["penalty"]) == cfg["repeats"]
+        assert r["overhead"] == pytest.approx(r["step_penalty_s"] / r["step_s"] - 1)
+    md = open(os.path.join(outputs, "penalty-cost.md")).read()
+    assert "load average" in md and len(_tables(md)) == 1
