@@ -1,6 +1,5 @@
 """dssm train's compression flags end to end at toy sizes: --hsv-reg (the Hankel penalty) and
 --compress-tol (reduction during training), and their errors."""
-import json
 
 import pytest
 
