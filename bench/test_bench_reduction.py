@@ -194,8 +194,10 @@ def summarize(path) -> str:
             lines.append(f"| {info['layer'].upper()} | {info['mode']} | B={sz['B']} H={sz['H']} L={sz['L']} | "
                          + " | ".join(cells) + " |")
     mi = data["machine_info"]
-    threads = next(iter(paired.values()))["threads"] if paired else "?"
-    lines.append(f"\nmachine: {mi.get('device', mi.get('processor'))}, {mi.get('cpu', {}).get('count', '?')} cores, "
+    timed = list(paired.values()) + budget
+    threads = timed[0]["threads"] if timed else "?"
+    lines.append(f"\nmachine: {mi.get('cpu_model') or mi.get('device', mi.get('processor'))}, "
+                 f"{mi.get('cpu', {}).get('count', '?')} cores, "
                  f"{threads} thread(s), torch {mi.get('torch')}; speedup = median over interleaved rounds of "
                  "full time / reduced time (interquartile range)")
     return "\n".join(lines)
