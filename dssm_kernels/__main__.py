@@ -1,5 +1,3 @@
-import sys
+from dssm_kernels.cli import run
 
-from dssm_kernels.cli import main
-
-sys.exit(main())
+run()

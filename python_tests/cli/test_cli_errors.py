@@ -270,16 +270,24 @@ def _env():
 
 
 def test_sigint_during_training_in_a_real_process(tmp_path):
-    """Ctrl-C (SIGINT to the process) while it trains: exit 130, one line, no traceback."""
+    """Ctrl-C (SIGINT to the process) while it trains: exit 130, one line, no traceback. Should the process
+    not end (it once did not, on a loaded machine), SIGABRT makes faulthandler print where it hangs, and
+    the failure shows it."""
     p = subprocess.Popen([sys.executable, "-u", "-m", "dssm_kernels", *TRAIN, "--epochs", "100000", "--task-option",
                           "n_train=64", "--task-option", "seq_len=16", "--out", str(tmp_path / "m.pt")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**_env(), "PYTHONFAULTHANDLER": "1"}, cwd=ROOT)
     try:
         first = p.stdout.readline()                    # the task line is printed just before training starts
         assert first.startswith("recall:"), first + p.stderr.read()
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
+        try:
+            _, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            _, err = p.communicate(timeout=30)
+            pytest.fail(f"no exit 120 s after SIGINT; where it was:\n{err[-4000:]}")
     finally:
         p.kill()
     assert p.returncode == 130 and err.strip().splitlines()[-1] == "dssm train: interrupted", err
