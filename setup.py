@@ -73,7 +73,7 @@ setup(
     # torch is deliberately not listed: pip would resolve a bare "torch" to a multi-GB CUDA build.
     install_requires=["numpy", "scipy", "scikit-learn", "matplotlib", "tqdm"],
     extras_require={"triton": ["triton"], "test": ["pytest", "pytest-benchmark"]},
-    entry_points={"console_scripts": ["dssm = dssm_kernels.cli:run"]},
+    entry_points={"console_scripts": ["dssm = dssm_kernels.cli:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -1,3 +1,5 @@
-from dssm_kernels.cli import run
+import sys
 
-run()
+from dssm_kernels.cli import main
+
+sys.exit(main())

@@ -562,21 +562,5 @@ def main(argv=None) -> int:
         return 1
 
 
-def run() -> None:
-    """The console entry point (`dssm`, `python -m dssm_kernels`): main(), then exit with its status. After
-    Ctrl-C the process leaves at once (os._exit, the streams flushed first): an interrupt can land inside
-    a library's initialisation and leave a lock or a worker thread that the interpreter's shutdown would
-    wait on for ever, as a loaded test machine once showed."""
-    status = main()
-    if status == 130:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(130)
-    sys.exit(status)
-
-
 if __name__ == "__main__":
-    run()
+    sys.exit(main())
