@@ -473,8 +473,10 @@ class DiagonalConvLayer(ConvSSMLayer):
         dA, dB, C, _ = self._cached("discrete", self.discrete)
         if self.layout is None:
             return dk.ssm_step(u_t, state, dA, dB, C, self.D, backend=self.backend)
+        # the parameters' padded blocks, like the discretisation, once per parameter version
+        params = self._cached("discrete_blocks", lambda: [self.layout.blocks(t) for t in (dA, dB, C)])
         ys, states = [], []
-        for (ch, s), (_, a), (_, b), (_, c) in zip(*(self.layout.blocks(t) for t in (state, dA, dB, C))):
+        for (ch, s), (_, a), (_, b), (_, c) in zip(self.layout.blocks(state), *params):
             y, s = dk.ssm_step(u_t.index_select(1, ch), s, a, b, c, self.D.index_select(0, ch), backend=self.backend)
             ys.append(y)
             states.append(s)
